@@ -1,0 +1,51 @@
+"""Data layer of egm: MNIST loaders, binarization, input checks, toy sets, batching.
+
+The lowest layer: it imports nothing else from egm except :mod:`egm.errors`.
+"""
+
+from egm.data.batching import check_batch_size, minibatch_indices
+from egm.data.binarize import (
+    BINARIZATIONS,
+    binarize_dynamic,
+    binarize_fixed,
+    binarize_threshold,
+    describe_protocol,
+)
+from egm.data.idx import read_idx
+from egm.data.mnist import MNIST_SOURCES, MNIST_SPLITS, Dataset, load_mnist
+from egm.data.toy import (
+    bars_and_stripes,
+    log_density_checkerboard,
+    log_density_gaussian_mixture,
+    log_density_rings,
+    sample_checkerboard,
+    sample_gaussian_mixture,
+    sample_rings,
+)
+from egm.data.validate import check_binary, check_finite, check_shape, check_unit_interval
+
+__all__ = [
+    "BINARIZATIONS",
+    "MNIST_SOURCES",
+    "MNIST_SPLITS",
+    "Dataset",
+    "bars_and_stripes",
+    "binarize_dynamic",
+    "binarize_fixed",
+    "binarize_threshold",
+    "check_batch_size",
+    "check_binary",
+    "check_finite",
+    "check_shape",
+    "check_unit_interval",
+    "describe_protocol",
+    "load_mnist",
+    "log_density_checkerboard",
+    "log_density_gaussian_mixture",
+    "log_density_rings",
+    "minibatch_indices",
+    "read_idx",
+    "sample_checkerboard",
+    "sample_gaussian_mixture",
+    "sample_rings",
+]

@@ -1,0 +1,35 @@
+"""Training: optimisers, train-step factories, the epoch scan and loop, sweeps, checkpoints."""
+
+from egm.train.checkpoint import Checkpointer
+from egm.train.loop import check_finite, epoch_key, fit, make_epoch
+from egm.train.optim import linear_decay, matrices_only, sgd
+from egm.train.rbm_step import (
+    Offsets,
+    RBMStepConfig,
+    RBMTrainState,
+    StepMetrics,
+    init_train_state,
+    make_train_step,
+)
+from egm.train.sweep import stack, sweep_epoch, sweep_keys, unstack
+
+__all__ = [
+    "Checkpointer",
+    "Offsets",
+    "RBMStepConfig",
+    "RBMTrainState",
+    "StepMetrics",
+    "check_finite",
+    "epoch_key",
+    "fit",
+    "init_train_state",
+    "linear_decay",
+    "make_epoch",
+    "make_train_step",
+    "matrices_only",
+    "sgd",
+    "stack",
+    "sweep_epoch",
+    "sweep_keys",
+    "unstack",
+]

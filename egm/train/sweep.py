@@ -1,0 +1,39 @@
+"""Vmapped sweeps: one jitted call trains N models that differ in seed and numeric
+hyper-parameters (DESIGN.md §2).  Leading axis of every state leaf is the sweep axis.
+
+Shape-changing choices (hidden size, k, number of chains) cannot be vmapped; loop
+over them in Python, one compilation each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import PRNGKeyArray
+
+
+def stack(trees: Sequence[Any]) -> Any:
+    """Stack a list of identically-structured pytrees along a new leading (sweep) axis."""
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack(tree: Any) -> list[Any]:
+    """Inverse of :func:`stack`."""
+    n = jax.tree_util.tree_leaves(tree)[0].shape[0]
+    return [jax.tree_util.tree_map(lambda x, i=i: x[i], tree) for i in range(n)]
+
+
+def sweep_epoch(epoch_fn: Callable) -> Callable:
+    """Vmap an epoch function over the sweep axis of the state and of the keys; the data is shared.
+
+    ``sweep_epoch(epoch)(states, data, keys)`` with ``keys`` of shape ``(N,)``.
+    """
+    return jax.vmap(epoch_fn, in_axes=(0, None, 0))
+
+
+def sweep_keys(roots: PRNGKeyArray, epoch: int) -> PRNGKeyArray:
+    """The epoch keys of every sweep member: ``fold_in(root_i, epoch)``."""
+    return jax.vmap(lambda r: jax.random.fold_in(r, epoch))(roots)

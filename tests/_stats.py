@@ -1,0 +1,80 @@
+"""Tolerances for stochastic tests, each derived here once (DESIGN.md §5).
+
+Histogram vs exact distribution.  For M independent draws from p over S states,
+E[TV(p̂, p)] ≤ ½ Σ_s sqrt(p_s (1 - p_s) / M) (Jensen on each |p̂_s - p_s|), and TV is a
+function of the M draws with bounded differences 1/M, so McDiarmid gives
+P(TV ≥ E[TV] + t) ≤ exp(-2 M t²).  With t = sqrt(log(1/δ) / (2M)) the test fails by
+chance with probability at most δ.  MCMC chains run for T sweeps from a start
+distribution q add at most the exact TV(q Kᵀ, p), computed from the transition
+matrix K of the tiny model (:func:`rbm_gibbs_tv_after`), so the total bound is rigorous.
+
+Monte-Carlo means.  For an average of M independent terms with sample standard
+deviation sd, |mean - truth| / (sd / sqrt(M)) is ~N(0,1) by the CLT; with z = 5 and
+q coordinates a chance failure has probability ≈ q · 5.7e-7.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from egm.energies import rbm
+from egm.estimators import exact
+
+DELTA = 1e-6
+Z = 5.0
+
+
+def tv(p: np.ndarray, q: np.ndarray) -> float:
+    return 0.5 * float(np.abs(np.asarray(p) - np.asarray(q)).sum())
+
+
+def tv_tolerance(p: np.ndarray, m: int, delta: float = DELTA) -> float:
+    """E[TV] bound plus the McDiarmid deviation (see module docstring)."""
+    p = np.asarray(p, np.float64)
+    mean_bound = 0.5 * np.sum(np.sqrt(p * (1 - p) / m))
+    return float(mean_bound + np.sqrt(np.log(1 / delta) / (2 * m)))
+
+
+def histogram(indices: np.ndarray, n_states: int) -> np.ndarray:
+    return np.bincount(np.asarray(indices), minlength=n_states) / len(indices)
+
+
+def rbm_visible_transition(params) -> np.ndarray:
+    """Exact transition matrix K[v, v'] = Σ_h P(h|v) P(v'|h) of one block Gibbs sweep."""
+    V, H = params.W.shape
+    vs, hs = exact.all_binary_states(V), exact.all_binary_states(H)
+
+    def cond(logits, states):  # P(states | logits) for every row of logits
+        return jnp.exp(
+            states @ jax.nn.log_sigmoid(logits).T + (1 - states) @ jax.nn.log_sigmoid(-logits).T
+        )
+
+    ph_v = cond(jax.vmap(rbm.hidden_preactivation, (None, 0))(params, vs), hs).T  # [v, h]
+    pv_h = cond(jax.vmap(rbm.visible_preactivation, (None, 0))(params, hs), vs).T  # [h, v']
+    return np.asarray(ph_v @ pv_h, np.float64)
+
+
+def rbm_gibbs_tv_after(params, start: np.ndarray, n_sweeps: int) -> float:
+    """Exact TV between the visible marginal after ``n_sweeps`` sweeps from ``start`` and p(v)."""
+    K = rbm_visible_transition(params)
+    q = np.asarray(start, np.float64) @ np.linalg.matrix_power(K, n_sweeps)
+    return tv(q, np.asarray(exact.rbm_visible_distribution(params), np.float64))
+
+
+def clt_z(samples: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """|mean - truth| / (sd / sqrt(M)) per coordinate, samples along axis 0."""
+    samples = np.asarray(samples, np.float64)
+    m = samples.shape[0]
+    sd = samples.std(axis=0, ddof=1)
+    return np.abs(samples.mean(0) - np.asarray(truth)) / np.maximum(sd / np.sqrt(m), 1e-12)
+
+
+def random_rbm(seed: int, n_visible: int, n_hidden: int, scale: float):
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    return rbm.RBMParams(
+        W=scale * jax.random.normal(k1, (n_visible, n_hidden)),
+        b=0.5 * scale * jax.random.normal(k2, (n_visible,)),
+        c=0.5 * scale * jax.random.normal(k3, (n_hidden,)),
+    )

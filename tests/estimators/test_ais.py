@@ -1,0 +1,99 @@
+"""AIS log Z against exact enumeration.
+
+Tolerance: the delta-method standard error ``se`` of ``log Ẑ`` (AISResult.log_z_se) with
+z = 5, plus the Jensen bias of a log of a mean, ``≈ se²/2`` (second-order delta method),
+which we allow as ``se²``.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _stats import random_rbm
+
+from egm.energies import rbm
+from egm.errors import ConfigError
+from egm.estimators import ais, exact
+
+BETAS = ais.betas_salakhutdinov_murray(2000)
+
+
+def _tol(se):
+    return 5 * float(se) + float(se) ** 2
+
+
+@pytest.mark.parametrize(
+    ("seed", "V", "H", "scale"), [(0, 8, 5, 0.5), (1, 10, 4, 1.5), (2, 6, 8, 3.0)]
+)
+def test_forward_ais_matches_exact(seed, V, H, scale):
+    p = random_rbm(seed, V, H, scale)
+    base_b = jnp.linspace(-1.0, 1.0, V)
+    res = ais.rbm_ais(jax.random.key(seed), p, base_b, n_chains=1000, betas=BETAS)
+    truth = float(exact.rbm_log_partition(p))
+    assert abs(float(res.log_z) - truth) < _tol(res.log_z_se), (
+        float(res.log_z),
+        truth,
+        float(res.log_z_se),
+    )
+    assert 1 < float(res.ess) <= 1000
+
+
+def test_reverse_ais_from_exact_samples_matches_exact():
+    """Reverse AIS started from exact samples of p(v) is consistent for log Z (upper side)."""
+    p = random_rbm(3, 9, 5, 2.0)
+    probs = exact.rbm_visible_distribution(p)
+    idx = jax.random.categorical(jax.random.key(0), jnp.log(probs), shape=(1000,))
+    v = exact.all_binary_states(9)[idx]
+    res = ais.rbm_reverse_ais(jax.random.key(1), p, jnp.zeros(9), v, betas=BETAS)
+    truth = float(exact.rbm_log_partition(p))
+    assert abs(float(res.log_z) - truth) < _tol(res.log_z_se)
+
+
+def test_too_few_temperatures_is_detectably_biased():
+    """The test above has power: with 3 temperatures on a strongly coupled model, forward
+    AIS underestimates log Z by far more than its tolerance (Jensen bias)."""
+    p = random_rbm(2, 20, 10, 2.0)
+    res = ais.rbm_ais(
+        jax.random.key(0), p, jnp.zeros(20), n_chains=100, betas=np.array([0, 0.5, 1.0])
+    )
+    assert float(exact.rbm_log_partition(p)) - float(res.log_z) > _tol(res.log_z_se)
+
+
+def test_bracket_contains_exact_test_log_likelihood():
+    p = random_rbm(4, 10, 6, 1.5)
+    probs = exact.rbm_visible_distribution(p)
+    idx = jax.random.categorical(jax.random.key(2), jnp.log(probs), shape=(500,))
+    v_test = exact.all_binary_states(10)[idx]
+    br = ais.rbm_log_likelihood_bracket(
+        jax.random.key(5),
+        p,
+        ais.base_rate_biases(v_test),
+        v_test,
+        n_chains=500,
+        betas=BETAS,
+        reverse_burn_in=200,
+    )
+    truth = float(jnp.mean(exact.rbm_log_likelihood(p, v_test)))
+    assert br.lower <= truth <= br.upper, (br, truth)
+    assert br.lower <= br.estimate <= br.upper
+    assert br.upper - br.lower < 0.5
+
+
+def test_schedule_and_validation():
+    b = ais.betas_salakhutdinov_murray()
+    assert b.shape == (14501,) and b[0] == 0.0 and b[-1] == 1.0 and np.all(np.diff(b) >= 0)
+    p = random_rbm(0, 4, 3, 1.0)
+    with pytest.raises(ConfigError, match="betas"):
+        ais.rbm_ais(jax.random.key(0), p, jnp.zeros(4), betas=np.array([0.2, 1.0]))
+    with pytest.raises(ConfigError, match="base_b"):
+        ais.rbm_ais(jax.random.key(0), p, jnp.zeros(5), betas=BETAS)
+    with pytest.raises(ConfigError, match="chains"):
+        ais.rbm_ais(jax.random.key(0), p, jnp.zeros(4), n_chains=1, betas=BETAS)
+
+
+def test_base_log_partition_is_exact():
+    base_b = jnp.array([0.2, -0.7, 1.3])
+    p0 = rbm.RBMParams(W=jnp.zeros((3, 2)), b=base_b, c=jnp.zeros(2))
+    np.testing.assert_allclose(
+        ais.base_log_partition(base_b, 2), exact.rbm_log_partition(p0), rtol=1e-6
+    )
