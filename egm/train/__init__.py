@@ -11,7 +11,7 @@ from egm.train.rbm_step import (
     init_train_state,
     make_train_step,
 )
-from egm.train.sweep import stack, sweep_epoch, sweep_keys, unstack
+from egm.train.sweep import set_hyperparams, stack, sweep_epoch, sweep_keys, unstack
 
 __all__ = [
     "Checkpointer",
@@ -27,6 +27,7 @@ __all__ = [
     "make_epoch",
     "make_train_step",
     "matrices_only",
+    "set_hyperparams",
     "sgd",
     "stack",
     "sweep_epoch",

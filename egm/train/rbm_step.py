@@ -92,7 +92,7 @@ def init_train_state(
     model ``Bernoulli(data_mean)``, offsets ``mu = data_mean`` and ``lam = P(h=1|mu)``."""
     if n_chains < 1:
         raise ConfigError(f"n_chains must be >= 1, got {n_chains}")
-    data_mean = jnp.asarray(data_mean, jnp.float32)
+    data_mean = jnp.array(data_mean, jnp.float32)  # a copy: the epoch donates the state
     k_v, k_h = jax.random.split(key)
     v0 = jax.random.bernoulli(k_v, data_mean, (n_chains, data_mean.shape[0])).astype(jnp.float32)
     chains = jax.vmap(rbm.init_state, in_axes=(None, 0, 0))(

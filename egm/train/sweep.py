@@ -37,3 +37,15 @@ def sweep_epoch(epoch_fn: Callable) -> Callable:
 def sweep_keys(roots: PRNGKeyArray, epoch: int) -> PRNGKeyArray:
     """The epoch keys of every sweep member: ``fold_in(root_i, epoch)``."""
     return jax.vmap(lambda r: jax.random.fold_in(r, epoch))(roots)
+
+
+def set_hyperparams(opt_state: Any, **values: Any) -> Any:
+    """Return ``opt_state`` (of an ``optax.inject_hyperparams`` optimiser such as
+    :func:`egm.train.sgd`) with the named hyper-parameters replaced, e.g. to give each
+    sweep member its own learning rate before :func:`stack`."""
+    hp = dict(opt_state.hyperparams)
+    for k, v in values.items():
+        if k not in hp:
+            raise KeyError(f"unknown hyper-parameter {k!r}; this optimiser has {sorted(hp)}")
+        hp[k] = jnp.asarray(v, dtype=jnp.asarray(hp[k]).dtype)
+    return opt_state._replace(hyperparams=hp)

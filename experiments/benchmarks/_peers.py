@@ -5,6 +5,11 @@ one raises ``ImportError`` pointing at ``pip install -e '.[bench]'``.  All input
 numpy arrays, cast to float32.  Timing protocol (DESIGN.md §4): one untimed warm-up call
 (compiles), then one timed call of the same compiled function, closed by
 ``jax.block_until_ready``.
+
+Each peer also has a ``make_*`` factory that does the untimed set-up (program build,
+data placement) and returns a zero-argument ``go()`` running one blocked workload, so
+a benchmark script can interleave repeated timed calls of egm and its peers
+(``_bench.interleaved``) without rebuilding or recompiling anything.
 """
 
 from __future__ import annotations
@@ -35,10 +40,10 @@ def _gibbs_result(seconds: float, n_chains: int, n_sweeps: int, v: Any) -> dict:
     }
 
 
-def _time(fn: Any, *args: Any) -> tuple[float, Any]:
-    jax.block_until_ready(fn(*args))  # warm-up: compile (+ one run), not timed
+def _time(go: Any) -> tuple[float, Any]:
+    go()  # warm-up: compile (+ one run), not timed
     t0 = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
+    out = go()
     return time.perf_counter() - t0, out
 
 
@@ -109,6 +114,22 @@ def _thrml_rbm_sampler(W: np.ndarray, b: np.ndarray, c: np.ndarray, n_sweeps: in
     return lambda keys, v0: run(program, keys, v0)
 
 
+def make_thrml_rbm_gibbs(
+    W: np.ndarray, b: np.ndarray, c: np.ndarray, n_chains: int, n_sweeps: int, seed: int = 0
+) -> Any:
+    """Build thrml's RBM sampler (untimed); return ``go() -> final visible states``.
+
+    Each ``go()`` runs ``n_sweeps`` sweeps of ``n_chains`` chains from the same start and
+    blocks until done.  Visible states are bool (True == +1 == v=1).
+    """
+    W = np.asarray(W, np.float32)
+    run = _thrml_rbm_sampler(W, b, c, n_sweeps)
+    k_init, k_run = jax.random.split(jax.random.key(seed))
+    v0 = jax.random.bernoulli(k_init, 0.5, (n_chains, W.shape[0]))
+    keys = jax.random.split(k_run, n_chains)
+    return lambda: jax.block_until_ready(run(keys, v0))
+
+
 def thrml_rbm_gibbs(
     W: np.ndarray, b: np.ndarray, c: np.ndarray, n_chains: int, n_sweeps: int, seed: int = 0
 ) -> dict:
@@ -119,13 +140,8 @@ def thrml_rbm_gibbs(
     edges) is not timed.  Returns ``seconds``, ``chain_sweeps_per_s`` and
     ``final_visible_mean`` (visible states in the {0,1} convention).
     """
-    W = np.asarray(W, np.float32)
-    run = _thrml_rbm_sampler(W, b, c, n_sweeps)
-    k_init, k_run = jax.random.split(jax.random.key(seed))
-    v0 = jax.random.bernoulli(k_init, 0.5, (n_chains, W.shape[0]))
-    keys = jax.random.split(k_run, n_chains)
-    seconds, v = _time(run, keys, v0)
-    return _gibbs_result(seconds, n_chains, n_sweeps, v)  # True == +1 == v=1
+    seconds, v = _time(make_thrml_rbm_gibbs(W, b, c, n_chains, n_sweeps, seed))
+    return _gibbs_result(seconds, n_chains, n_sweeps, v)
 
 
 def _exact_visible_marginal(W: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -166,13 +182,13 @@ def check_thrml_matches_exact(
 # --------------------------------------------------------------------------- dense JAX
 
 
-def dense_rbm_gibbs_reference(
+def make_dense_rbm_gibbs(
     W: np.ndarray, b: np.ndarray, c: np.ndarray, n_chains: int, n_sweeps: int, seed: int = 0
-) -> dict:
+) -> Any:
     """Plain dense reference: jitted ``lax.scan`` of h ~ p(h|v); v ~ p(v|h) on (n_chains, V).
 
     Two float32 matmuls and two Bernoulli draws per sweep, keys pre-split outside the
-    scan.  Same timing protocol and return keys as :func:`thrml_rbm_gibbs`.
+    scan.  Returns ``go() -> final visible states`` (float32, blocked).
     """
     W, b, c = (jnp.asarray(x, jnp.float32) for x in (W, b, c))
 
@@ -189,11 +205,64 @@ def dense_rbm_gibbs_reference(
     k_init, k_run = jax.random.split(jax.random.key(seed))
     v0 = jax.random.bernoulli(k_init, 0.5, (n_chains, W.shape[0])).astype(jnp.float32)
     keys = jax.random.split(k_run, n_sweeps)
-    seconds, v = _time(run, W, b, c, keys, v0)
+    return lambda: jax.block_until_ready(run(W, b, c, keys, v0))
+
+
+def dense_rbm_gibbs_reference(
+    W: np.ndarray, b: np.ndarray, c: np.ndarray, n_chains: int, n_sweeps: int, seed: int = 0
+) -> dict:
+    """Time :func:`make_dense_rbm_gibbs`: same protocol and keys as :func:`thrml_rbm_gibbs`."""
+    seconds, v = _time(make_dense_rbm_gibbs(W, b, c, n_chains, n_sweeps, seed))
     return _gibbs_result(seconds, n_chains, n_sweeps, v)
 
 
 # --------------------------------------------------------------------------- sklearn
+
+
+def make_sklearn_rbm_epoch(
+    X: np.ndarray,
+    n_hidden: int = 500,
+    batch_size: int = 100,
+    learning_rate: float = 0.01,
+    seed: int = 0,
+) -> tuple[Any, Any]:
+    """Return ``(go, info)``: ``go()`` fits a fresh ``BernoulliRBM`` for one epoch on ``X``.
+
+    Threads: sklearn does not limit them here; the matmuls run in numpy/scipy's
+    OpenBLAS with its default thread count (``info()["blas_threads"]``, via
+    threadpoolctl).  Precision: ``fit`` keeps float32 input as float32 (``components_``
+    etc. follow ``X.dtype``; float64 is the default for other input), so ``X`` is cast to
+    float32 here to match egm (``info()["dtype"]`` reports what the model used).
+    """
+    _require("sklearn")
+    from sklearn.neural_network import BernoulliRBM
+    from threadpoolctl import threadpool_info
+
+    X = np.ascontiguousarray(X, np.float32)
+    last: dict[str, Any] = {}
+
+    def rbm() -> Any:
+        return BernoulliRBM(
+            n_components=n_hidden,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            n_iter=1,
+            random_state=seed,
+        )
+
+    def go() -> Any:
+        last["model"] = rbm().fit(X)
+        return last["model"]
+
+    def info() -> dict:
+        blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        model = last.get("model")
+        return {
+            "blas_threads": max(blas, default=None),
+            "dtype": None if model is None else str(model.components_.dtype),
+        }
+
+    return go, info
 
 
 def sklearn_rbm_epoch(
@@ -205,37 +274,14 @@ def sklearn_rbm_epoch(
 ) -> dict:
     """Time one epoch (``n_iter=1``) of scikit-learn's ``BernoulliRBM`` (PCD-1) on ``X``.
 
-    Threads: sklearn does not limit them here; the matmuls run in numpy/scipy's
-    OpenBLAS with its default thread count (reported as ``blas_threads`` via
-    threadpoolctl).  Precision: ``fit`` keeps float32 input as float32 (``components_``
-    etc. follow ``X.dtype``; float64 is the default for other input), so ``X`` is cast to
-    float32 here to match egm.  A 2-minibatch warm-up fit runs first, untimed.  Returns
-    ``seconds``, ``examples_per_s``, ``blas_threads`` and ``dtype``.
+    See :func:`make_sklearn_rbm_epoch` for threads and precision.  A 2-minibatch warm-up
+    fit runs first, untimed.  Returns ``seconds``, ``examples_per_s``, ``blas_threads``
+    and ``dtype``.
     """
-    _require("sklearn")
-    from sklearn.neural_network import BernoulliRBM
-    from threadpoolctl import threadpool_info
-
     X = np.ascontiguousarray(X, np.float32)
-
-    def rbm() -> Any:
-        return BernoulliRBM(
-            n_components=n_hidden,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            n_iter=1,
-            random_state=seed,
-        )
-
-    rbm().fit(X[: 2 * batch_size])
-    model = rbm()
+    make_sklearn_rbm_epoch(X[: 2 * batch_size], n_hidden, batch_size, learning_rate, seed)[0]()
+    go, info = make_sklearn_rbm_epoch(X, n_hidden, batch_size, learning_rate, seed)
     t0 = time.perf_counter()
-    model.fit(X)
+    go()
     seconds = time.perf_counter() - t0
-    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-    return {
-        "seconds": seconds,
-        "examples_per_s": X.shape[0] / seconds,
-        "blas_threads": max(blas, default=None),
-        "dtype": str(model.components_.dtype),
-    }
+    return {"seconds": seconds, "examples_per_s": X.shape[0] / seconds, **info()}

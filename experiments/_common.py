@@ -1,0 +1,127 @@
+"""Shared plumbing of experiment scripts: config overrides, the work directory, PNGs.
+
+Only experiments read flags, print and write files (DESIGN.md §1); the library never does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from egm.errors import ConfigError
+
+
+def parse_overrides(config: Any, argv: list[str], presets: dict[str, Any]) -> Any:
+    """Apply ``--config NAME`` (a preset) then ``--field value`` / ``--field=value`` overrides.
+
+    Values are converted to the field's type; unknown fields raise :class:`ConfigError`
+    listing the valid ones.
+    """
+    args: list[tuple[str, str]] = []
+    it = iter(argv)
+    for a in it:
+        if not a.startswith("--"):
+            raise ConfigError(f"unexpected argument {a!r}; use --field value or --field=value")
+        if "=" in a:
+            k, v = a[2:].split("=", 1)
+        else:
+            k = a[2:]
+            try:
+                v = next(it)
+            except StopIteration:
+                raise ConfigError(f"--{k} needs a value") from None
+        args.append((k.replace("-", "_"), v))
+    for k, v in args:
+        if k == "config":
+            if v not in presets:
+                raise ConfigError(f"unknown --config {v!r}; choose one of {sorted(presets)}")
+            config = presets[v]
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    updates = {}
+    for k, v in args:
+        if k == "config":
+            continue
+        if k not in fields:
+            raise ConfigError(
+                f"unknown config field --{k}; valid fields: {', '.join(sorted(fields))}"
+            )
+        updates[k] = _convert(k, v, type(getattr(config, k)), fields[k].type)
+    return dataclasses.replace(config, **updates)
+
+
+def _convert(name: str, value: str, current_type: type, annotation: Any) -> Any:
+    if value.lower() in ("none", "null") and "None" in str(annotation):
+        return None
+    try:
+        if current_type is bool:
+            if value.lower() in ("1", "true", "yes"):
+                return True
+            if value.lower() in ("0", "false", "no"):
+                return False
+            raise ValueError(value)
+        if current_type is int:
+            return int(value)
+        if current_type is float:
+            return float(value)
+        if "int" in str(annotation) and current_type is type(None):
+            return int(value)
+        return value
+    except ValueError:
+        raise ConfigError(f"--{name} expects a {current_type.__name__}, got {value!r}") from None
+
+
+class Workdir:
+    """A run's directory: ``config.json``, ``metrics.jsonl``, ``results.json``, PNGs, checkpoints."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        (self.path / name).write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+    def read_json(self, name: str) -> Any | None:
+        p = self.path / name
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def truncate_metrics(self, after_epoch: int | None) -> None:
+        """Drop metric lines of epochs after ``after_epoch`` (all if None): used on resume."""
+        p = self.path / "metrics.jsonl"
+        if not p.exists():
+            return
+        keep = []
+        for line in p.read_text().splitlines():
+            rec = json.loads(line)
+            if after_epoch is not None and rec.get("epoch", -1) <= after_epoch:
+                keep.append(line)
+        p.write_text("".join(x + "\n" for x in keep))
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def save_png(self, name: str, image: np.ndarray, title: str | None = None) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        h, w = image.shape
+        fig = plt.figure(figsize=(w / 40, h / 40 + (0.3 if title else 0)), dpi=80)
+        ax = fig.add_axes((0, 0, 1, 1 if not title else h / (h + 12)))
+        ax.imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.axis("off")
+        if title:
+            fig.suptitle(title, fontsize=8)
+        fig.savefig(self.path / name)
+        plt.close(fig)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)

@@ -1,0 +1,199 @@
+"""Shared plumbing of the benchmark scripts: interleaved timing, JSON lines, data, HLO counts.
+
+Protocol (DESIGN.md §4): every contender (egm and its peers) is compiled and run once
+untimed, then the timed calls are *interleaved* -- round r times each contender once, the
+order rotating between rounds -- so a burst of background load hits all of them alike.
+A benchmark reports the median of each contender's timed calls and the ratio of the
+medians; the raw times travel in the JSON line too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_DATA_DIR = os.environ.get("EGM_DATA_DIR", str(REPO.parent / "shared" / "data" / "mnist"))
+
+
+def interleaved(
+    contenders: dict[str, Callable[[], Any]],
+    repeats: int,
+    *,
+    warmups: dict[str, Callable[[], Any] | None] | None = None,
+) -> dict[str, list[float]]:
+    """Time each zero-argument callable ``repeats`` times, interleaved; seconds per call.
+
+    Each callable must block until its work is done (``jax.block_until_ready``).  First
+    every contender runs once untimed (compilation, caches), or runs
+    ``warmups[name]`` instead when given (``None`` there: no warm-up, e.g. when the
+    caller compiled ahead of time).
+    """
+    names = list(contenders)
+    warmups = warmups or {}
+    for name in names:
+        w = warmups.get(name, contenders[name])
+        if w is not None:
+            w()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            t0 = time.perf_counter()
+            contenders[name]()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def median(xs: Sequence[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def sig(x: float | None, digits: int = 4) -> float | None:
+    """Round to ``digits`` significant figures (JSON readability)."""
+    if x is None or not np.isfinite(x) or x == 0:
+        return x
+    return float(f"{x:.{digits - 1}e}")
+
+
+def environment() -> dict[str, Any]:
+    """Machine context for a JSON line: load average tells whether something else ran."""
+    return {
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+    }
+
+
+def emit(record: dict[str, Any], file: Any = None) -> dict[str, Any]:
+    """Print one JSON line (flushed) and return the record."""
+    print(json.dumps(record, allow_nan=False), file=file or sys.stdout, flush=True)
+    return record
+
+
+def rate_line(
+    bench: str,
+    *,
+    egm: float,
+    peer: str,
+    peer_value: float | None,
+    unit: str,
+    stat: str,
+    target: str,
+    min_ratio: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A JSON record where higher is better; ``ratio = egm / peer_value``."""
+    ratio = None if not peer_value else egm / peer_value
+    return {
+        "bench": bench,
+        "egm": sig(egm),
+        "peer": peer,
+        "peer_value": sig(peer_value),
+        "ratio": sig(ratio, 3),
+        "unit": unit,
+        "stat": stat,
+        "target": target,
+        "target_met": None if ratio is None else bool(ratio >= min_ratio),
+        **extra,
+    }
+
+
+def seconds_line(
+    bench: str,
+    *,
+    egm: float,
+    peer: str | None,
+    peer_value: float | None,
+    stat: str,
+    target: str,
+    target_met: bool | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A JSON record in seconds (lower is better); ``ratio = peer_value / egm`` (speed-up)."""
+    ratio = None if not peer_value else peer_value / egm
+    return {
+        "bench": bench,
+        "egm": sig(egm),
+        "peer": peer,
+        "peer_value": sig(peer_value),
+        "ratio": sig(ratio, 3),
+        "unit": "s",
+        "ratio_is": "peer_value / egm (speed-up of egm)",
+        "stat": stat,
+        "target": target,
+        "target_met": target_met,
+        **extra,
+    }
+
+
+def runs(xs: Sequence[float]) -> list[float | None]:
+    return [sig(x, 3) for x in xs]
+
+
+def peer_available(module: str) -> str | None:
+    """``None`` if ``module`` imports, else the reason to put in a skipped JSON line."""
+    try:
+        __import__(module)
+    except ImportError:
+        return f"{module} not installed (pip install -e '.[bench]')"
+    return None
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
+    p.add_argument("--repeats", type=int, default=None, help="timed calls per contender")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def count_matmuls(compiled: Any) -> int:
+    """Number of matrix-matrix products (2-D ``dot`` outputs) in a compiled XLA module.
+
+    Matrix-vector products (1-D outputs) are not counted.  Ops inside a ``while`` body
+    (a ``lax.scan``) appear once, so for a scan this is the count per iteration plus
+    whatever runs outside the loop.
+    """
+    text = compiled.as_text()
+    return len(re.findall(r"=\s*f\d+\[\d+,\d+\]\{[^}]*\}\s*dot\(", text))
+
+
+def load_binary_mnist(data_dir: str | None, quick_n: int | None = None) -> tuple[np.ndarray, str]:
+    """Binarized (threshold 0.5) MNIST as float32 and a source note for the JSON line.
+
+    Full runs read the 60k ``train_full`` IDX split from ``data_dir``; if that folder is
+    absent the embedded 4000-image subset stands in and the note says so.  ``quick_n``
+    takes the first ``quick_n`` embedded images (smoke runs).
+    """
+    from egm import data
+    from egm.errors import DatasetNotFoundError
+
+    if quick_n is not None:
+        ds = data.load_mnist("train", source="embedded")
+        x, note = ds.x[:quick_n], f"{ds.source} (first {quick_n}, --quick)"
+    else:
+        try:
+            ds = data.load_mnist("train_full", source="idx", data_dir=data_dir)
+            x, note = ds.x, ds.source
+        except (DatasetNotFoundError, FileNotFoundError) as err:
+            ds = data.load_mnist("train", source="embedded")
+            x = ds.x
+            note = (
+                f"{ds.source} (FALLBACK: idx folder {data_dir!r} not usable: {type(err).__name__})"
+            )
+    return np.asarray(data.binarize_threshold(x), np.float32), note
