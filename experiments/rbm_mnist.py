@@ -59,6 +59,8 @@ class Config:
     lr_decay: bool = True  # linear decay to 0 over the run
     eval_every: int = 5  # epochs between PL / free-energy-gap / reconstruction evaluations
     eval_size: int = 1000
+    ais_every: int = 0  # epochs between quick AIS estimates during training (0: only at the end)
+    ais_every_temps: int = 1000
     ais_chains: int = 100
     ais_temps: int = 14500
     reverse_burn_in: int = 1000
@@ -140,10 +142,6 @@ def load(cfg: Config):
         )
         for i, (name, x) in enumerate(out.items())
     }
-    if cfg.binarization == "dynamic":
-        data.check_unit_interval(out["train"], "train")
-    else:
-        data.check_binary(out["train"], "train")
     return out, evals, splits["train"].source
 
 
@@ -195,6 +193,7 @@ def main(argv: list[str]) -> dict:
         wd.truncate_metrics(None)
     wd.write_json("config.json", _comparable(cfg))
 
+    base_b = ais.base_rate_biases(evals["train"])
     v_tr = jnp.asarray(evals["train"][: cfg.eval_size])
     v_va = jnp.asarray(evals["valid"][: cfg.eval_size])
     eval_fn = jax.jit(
@@ -232,6 +231,7 @@ def main(argv: list[str]) -> dict:
         checkpointer=ckpt,
         progress=cfg.progress,
         divergence_hint=f"(learning_rate={cfg.learning_rate}, momentum={cfg.momentum})",
+        data_check=train.rbm_data_check(784, step_cfg),
     )
     ckpt.close()
     train_s = time.perf_counter() - t0
@@ -240,7 +240,6 @@ def main(argv: list[str]) -> dict:
     log(f"AIS: {cfg.ais_chains} chains x {cfg.ais_temps} temperatures, forward and reverse")
     t_ais = time.perf_counter()
     betas = ais.betas_salakhutdinov_murray(cfg.ais_temps)
-    base_b = ais.base_rate_biases(evals["train"])
     bracket = ais.rbm_log_likelihood_bracket(
         k_ais,
         params,

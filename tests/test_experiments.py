@@ -59,3 +59,18 @@ def test_readme_quick_start_runs():
     namespace: dict = {}
     exec(compile(code, "README quick start", "exec"), namespace)
     assert namespace["test_ll"] < 0
+
+
+def test_rbm_mnist_sweep_tiny(tmp_path):
+    import rbm_mnist_sweep
+
+    res = rbm_mnist_sweep.main(["--config", "tiny", "--workdir", str(tmp_path / "s")])
+    assert res["n_members"] == 4
+    lls = [r["valid_loglik_nats"] for r in res["members"]]
+    assert lls == sorted(lls, reverse=True) and all(ll < 0 for ll in lls)
+    assert {(r["seed"], r["learning_rate"]) for r in res["members"]} == {
+        (0, 0.01),
+        (0, 0.05),
+        (1, 0.01),
+        (1, 0.05),
+    }

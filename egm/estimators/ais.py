@@ -247,8 +247,11 @@ def rbm_log_likelihood_bracket(
     The reverse run starts from the forward run's final states after
     ``reverse_burn_in`` further Gibbs sweeps at ``β = 1``.
     """
+    from egm.data.validate import check_binary, check_shape
     from egm.samplers.gibbs import block_gibbs, run
 
+    check_shape(v_test, params.W.shape[0], "test data")
+    check_binary(v_test, "test data")
     k_f, k_g, k_r = jax.random.split(key, 3)
     fwd = rbm_ais(k_f, params, base_b, n_chains=n_chains, betas=betas)
     states = jax.vmap(rbm.init_state, in_axes=(None, 0))(params, fwd.final_v)

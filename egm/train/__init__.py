@@ -10,6 +10,7 @@ from egm.train.rbm_step import (
     StepMetrics,
     init_train_state,
     make_train_step,
+    rbm_data_check,
 )
 from egm.train.sweep import set_hyperparams, stack, sweep_epoch, sweep_keys, unstack
 
@@ -26,6 +27,7 @@ __all__ = [
     "linear_decay",
     "make_epoch",
     "make_train_step",
+    "rbm_data_check",
     "matrices_only",
     "set_hyperparams",
     "sgd",

@@ -99,15 +99,26 @@ def fit(
     params_of: Callable[[Any], Any] = lambda s: s.params,
     progress: bool = True,
     divergence_hint: str = "",
+    data_check: Callable[[Any], None] | None = None,
 ) -> Any:
     """Run epochs ``start_epoch .. n_epochs - 1`` of a jitted ``epoch_fn``.
 
     After each epoch: metrics become floats, ``on_epoch_end(epoch, state, metrics)`` may
     add more (evaluation, logging), NaN/inf anywhere raises :class:`DivergenceError`,
     and ``checkpointer.save(epoch, state)`` is called if given.  Returns the final state.
+
+    ``data_check`` (e.g. :func:`egm.data.check_binary` for a binary RBM) runs once on the
+    host before training; the data is always checked for NaN/inf and for being 2-D.
     """
     from tqdm.auto import tqdm
 
+    from egm.data.validate import check_finite as check_finite_data
+    from egm.data.validate import check_shape
+
+    check_shape(np.asarray(data), None, "training data")
+    check_finite_data(np.asarray(data), "training data")
+    if data_check is not None:
+        data_check(np.asarray(data))
     data = jnp.asarray(data)
     bar = tqdm(range(start_epoch, n_epochs), disable=not progress, desc="epoch", unit="epoch")
     for epoch in bar:

@@ -137,3 +137,20 @@ def make_train_step(optimizer: optax.GradientTransformation, config: RBMStepConf
         return new_state, metrics
 
     return step
+
+
+def rbm_data_check(n_visible: int, config: RBMStepConfig | None = None):
+    """The host-side check of training data for a binary RBM, to pass to ``fit(data_check=...)``.
+
+    Data must be ``(N, n_visible)``, finite, and binary — or grey values in [0, 1] when the
+    step re-binarizes dynamically.
+    """
+    from egm.data.validate import check_binary, check_shape, check_unit_interval
+
+    dynamic = config is not None and config.binarization == "dynamic"
+
+    def check(x) -> None:
+        check_shape(x, n_visible, "training data")
+        (check_unit_interval if dynamic else check_binary)(x, "training data")
+
+    return check

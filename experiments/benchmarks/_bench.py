@@ -80,7 +80,13 @@ def environment() -> dict[str, Any]:
 
 
 def emit(record: dict[str, Any], file: Any = None) -> dict[str, Any]:
-    """Print one JSON line (flushed) and return the record."""
+    """Print one JSON line (flushed) and return the record.
+
+    A ``--quick`` record keeps its target text but ``target_met`` is ``None``: the
+    targets are stated for the full sizes only.
+    """
+    if record.get("quick"):
+        record = {**record, "target_met": None}
     print(json.dumps(record, allow_nan=False), file=file or sys.stdout, flush=True)
     return record
 
@@ -163,14 +169,15 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 
 def count_matmuls(compiled: Any) -> int:
-    """Number of matrix-matrix products (2-D ``dot`` outputs) in a compiled XLA module.
+    """Number of matrix-matrix products in a compiled XLA module.
 
-    Matrix-vector products (1-D outputs) are not counted.  Ops inside a ``while`` body
+    A ``dot`` counts when its output is 2-D with both sides > 1; matrix-vector products
+    (1-D outputs, or an ``[n,1]`` column as XLA sometimes writes them) do not.  Ops inside a ``while`` body
     (a ``lax.scan``) appear once, so for a scan this is the count per iteration plus
     whatever runs outside the loop.
     """
-    text = compiled.as_text()
-    return len(re.findall(r"=\s*f\d+\[\d+,\d+\]\{[^}]*\}\s*dot\(", text))
+    shapes = re.findall(r"=\s*f\d+\[(\d+),(\d+)\]\{[^}]*\}\s*dot\(", compiled.as_text())
+    return sum(1 for m, n in shapes if int(m) > 1 and int(n) > 1)
 
 
 def load_binary_mnist(data_dir: str | None, quick_n: int | None = None) -> tuple[np.ndarray, str]:

@@ -115,18 +115,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for peer in peers:
         target = f">= {TARGETS[peer]:g}x {peer}"
         if peer in skipped:
-            rec = _bench.rate_line(
-                bench, egm=rate["egm"], peer=peer, peer_value=None, unit="chain-sweeps/s",
-                stat=stat, target=target, min_ratio=TARGETS[peer], skipped=skipped[peer],
-                **common,
-            )  # fmt: skip
+            extra = {"skipped": skipped[peer]}
         else:
-            rec = _bench.rate_line(
-                bench, egm=rate["egm"], peer=peer, peer_value=rate[peer], unit="chain-sweeps/s",
-                stat=stat, target=target, min_ratio=TARGETS[peer],
-                peer_sweeps_per_call=sweeps[peer], peer_runs_s=_bench.runs(times[peer]),
-                **common,
-            )  # fmt: skip
+            extra = {
+                "peer_sweeps_per_call": sweeps[peer],
+                "peer_runs_s": _bench.runs(times[peer]),
+            }
+        rec = _bench.rate_line(
+            bench,
+            egm=rate["egm"],
+            peer=peer,
+            peer_value=rate.get(peer),
+            unit="chain-sweeps/s",
+            stat=stat,
+            target=target,
+            min_ratio=TARGETS[peer],
+            **extra,
+            **common,
+        )
         lines.append(_bench.emit(rec))
     return lines
 

@@ -158,3 +158,44 @@ def test_training_increases_exact_likelihood():
     )
     after = float(jnp.mean(exact.rbm_log_likelihood(state.params, _data())))
     assert after > before + 0.5, (before, after)
+
+
+def test_bad_training_data_is_rejected_before_training():
+    from egm.errors import DataError
+
+    _, state, epoch = _setup()
+    f = jax.jit(epoch)
+    check = train.rbm_data_check(V)
+    grey = jax.random.uniform(jax.random.key(0), (N, V))
+    with pytest.raises(DataError, match="binar"):
+        train.fit(
+            state,
+            grey,
+            epoch_fn=f,
+            key=jax.random.key(0),
+            n_epochs=1,
+            progress=False,
+            data_check=check,
+        )
+    with pytest.raises(DataError, match=r"\(N, 12\)"):
+        train.fit(
+            state,
+            _data()[:, :5],
+            epoch_fn=f,
+            key=jax.random.key(0),
+            n_epochs=1,
+            progress=False,
+            data_check=check,
+        )
+    with pytest.raises(DataError, match="NaN"):
+        train.fit(
+            state,
+            _data().at[0, 0].set(jnp.nan),
+            epoch_fn=f,
+            key=jax.random.key(0),
+            n_epochs=1,
+            progress=False,
+        )
+    # grey data is fine when the step re-binarizes dynamically
+    dyn = train.rbm_data_check(V, train.RBMStepConfig(binarization="dynamic"))
+    dyn(np.asarray(grey))

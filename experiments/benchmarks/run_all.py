@@ -1,0 +1,64 @@
+"""Run every egm benchmark, one after another, and print all their JSON lines.
+
+    python experiments/benchmarks/run_all.py                  # full sizes (minutes)
+    python experiments/benchmarks/run_all.py --quick          # tiny smoke run
+    python experiments/benchmarks/run_all.py --out bench.jsonl --only gibbs_rbm,ais_rbm
+
+Each benchmark runs in its own Python process (a fresh JAX runtime, no shared caches or
+thread pools) and never two at once, since they time the same CPU.  The benchmarks
+(DESIGN.md §4; egm and its peer always measured side by side in the same process):
+
+* ``gibbs_rbm``: block Gibbs chain-sweeps/s of a 784x500 RBM, 1000 chains, vs thrml
+  (target >= 20x) and vs a plain dense JAX sweep (target >= 0.9x).
+* ``pcd_epoch``: one PCD-1 epoch on 60k binarized MNIST digits, 500 hidden, batch 100,
+  vs scikit-learn's BernoulliRBM (target >= 2x faster).
+* ``ais_rbm``: forward AIS, 100 chains x 14,500 temperatures on a 784x500 RBM
+  (target < 20 s), vs a straightforward implementation of the same estimator.
+
+Peers (thrml, scikit-learn) come with ``pip install -e '.[bench]'``; a missing one gives
+a JSON line with ``"skipped"`` instead of a ratio.  Remaining arguments are passed to
+every script (e.g. ``--repeats 3``).  Exit status: 1 if any script failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = ("gibbs_rbm", "pcd_epoch", "ais_rbm")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", default=",".join(SCRIPTS), help="comma-separated scripts")
+    p.add_argument("--out", default=None, help="also append the JSON lines to this file")
+    a, rest = p.parse_known_args(argv)
+    names = [n for n in a.only.split(",") if n]
+    unknown = set(names) - set(SCRIPTS)
+    if unknown:
+        p.error(f"unknown benchmarks {sorted(unknown)}; choose from {list(SCRIPTS)}")
+    failed = []
+    for name in names:
+        cmd = [sys.executable, str(HERE / f"{name}.py"), *(["--quick"] if a.quick else []), *rest]
+        print(f"# {' '.join(cmd)}", file=sys.stderr, flush=True)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        for ln in lines:
+            json.loads(ln)  # fail loudly on a malformed line
+            print(ln, flush=True)
+        if a.out and lines:
+            with open(a.out, "a") as f:
+                f.write("\n".join(lines) + "\n")
+        if proc.returncode != 0:
+            failed.append(name)
+            print(f"# {name} FAILED with exit status {proc.returncode}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
