@@ -123,5 +123,27 @@ class Workdir:
         plt.close(fig)
 
 
+def rng_mode(fast_cpu_rng: bool):
+    """Context manager: on CPU, ``fast_cpu_rng`` selects JAX's non-partitionable threefry
+    lowering (``jax.threefry_partitionable(False)``) for everything traced inside: the same
+    Threefry-2x32 generator with about 2x faster random bits on CPU (measured in
+    BUILD_NOTES.md) and different, equally valid streams.  Partitionable keys matter only
+    when arrays are sharded across devices, so accelerators keep the default.  The global
+    setting is restored on exit (tests run experiments in-process)."""
+    import contextlib
+
+    import jax
+
+    if fast_cpu_rng and jax.default_backend() == "cpu":
+        return jax.threefry_partitionable(False)
+    return contextlib.nullcontext()
+
+
+def rng_label() -> str:
+    import jax
+
+    return f"threefry2x32, partitionable={bool(jax.config.jax_threefry_partitionable)}"
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)

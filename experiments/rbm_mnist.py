@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import Workdir, log, parse_overrides  # noqa: E402
+from _common import Workdir, log, parse_overrides, rng_label, rng_mode  # noqa: E402
 
 from egm import data, train  # noqa: E402
 from egm.energies import rbm  # noqa: E402
@@ -69,6 +69,7 @@ class Config:
     checkpoint_every: int = 5
     workdir: str = "runs/rbm_mnist"
     progress: bool = True
+    fast_cpu_rng: bool = True  # see experiments/_common.configure_rng
 
     def validate(self) -> Config:
         if self.binarization not in data.BINARIZATIONS:
@@ -147,6 +148,11 @@ def load(cfg: Config):
 
 def main(argv: list[str]) -> dict:
     cfg = parse_overrides(PRESETS["default"], argv, PRESETS).validate()
+    with rng_mode(cfg.fast_cpu_rng):
+        return _run(cfg)
+
+
+def _run(cfg) -> dict:
     wd = Workdir(cfg.workdir)
     t0 = time.perf_counter()
     arrays, evals, source = load(cfg)
@@ -170,6 +176,7 @@ def main(argv: list[str]) -> dict:
         k=cfg.k,
         centering=cfg.centering,
         binarization="dynamic" if cfg.binarization == "dynamic" else "none",
+        track_free_energy_gap=True,
     )
     state = train.init_train_state(k_state, params, opt, data_mean, cfg.n_chains)
     epoch_fn = jax.jit(
@@ -180,7 +187,7 @@ def main(argv: list[str]) -> dict:
     start = 0
     saved_cfg = wd.read_json("config.json")
     if ckpt.latest_epoch() is not None:
-        if saved_cfg is not None and saved_cfg != _comparable(cfg):
+        if saved_cfg is not None and _comparable(Config(**saved_cfg)) != _comparable(cfg):
             raise ConfigError(
                 f"{cfg.workdir} holds checkpoints of a run with a different config; use a new "
                 f"--workdir or delete that directory"
@@ -191,7 +198,7 @@ def main(argv: list[str]) -> dict:
         wd.truncate_metrics(last)
     else:
         wd.truncate_metrics(None)
-    wd.write_json("config.json", _comparable(cfg))
+    wd.write_json("config.json", dataclasses.asdict(cfg))
 
     base_b = ais.base_rate_biases(evals["train"])
     v_tr = jnp.asarray(evals["train"][: cfg.eval_size])
@@ -295,6 +302,7 @@ def main(argv: list[str]) -> dict:
         "ais_seconds": ais_s,
         "total_seconds": time.perf_counter() - t0,
         "device": str(jax.devices()[0]),
+        "rng": rng_label(),
     }
     wd.write_json("results.json", results)
     log(
@@ -304,9 +312,28 @@ def main(argv: list[str]) -> dict:
     return results
 
 
+#: Fields that do not change the trained parameters: a resumed run may change them
+#: (e.g. re-evaluate a finished run with more AIS chains).
+_EVAL_ONLY = (
+    "progress",
+    "workdir",
+    "checkpoint_every",
+    "eval_every",
+    "eval_size",
+    "ais_every",
+    "ais_every_temps",
+    "ais_chains",
+    "ais_temps",
+    "reverse_burn_in",
+    "n_samples",
+    "sample_sweeps",
+)
+
+
 def _comparable(cfg: Config) -> dict:
     d = dataclasses.asdict(cfg)
-    d.pop("progress")
+    for k in _EVAL_ONLY:
+        d.pop(k)
     return d
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import Workdir, log, parse_overrides  # noqa: E402
+from _common import Workdir, log, parse_overrides, rng_label, rng_mode  # noqa: E402
 from rbm_mnist import Config, load  # noqa: E402
 
 from egm import data, train  # noqa: E402
@@ -73,6 +73,11 @@ def _floats(s: str, name: str) -> list[float]:
 
 def main(argv: list[str]) -> dict:
     cfg = parse_overrides(PRESETS["default"], argv, PRESETS).validate()
+    with rng_mode(cfg.fast_cpu_rng):
+        return _run(cfg)
+
+
+def _run(cfg) -> dict:
     wd = Workdir(cfg.workdir)
     wd.write_json("config.json", dataclasses.asdict(cfg))
     wd.truncate_metrics(None)
@@ -165,6 +170,7 @@ def main(argv: list[str]) -> dict:
         "train_seconds": train_s,
         "total_seconds": time.perf_counter() - t0,
         "n_members": len(grid),
+        "rng": rng_label(),
     }
     wd.write_json("results.json", results)
     for r in rows:

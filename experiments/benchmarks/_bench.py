@@ -69,14 +69,31 @@ def sig(x: float | None, digits: int = 4) -> float | None:
 
 
 def environment() -> dict[str, Any]:
-    """Machine context for a JSON line: load average tells whether something else ran."""
+    """Machine context for a JSON line; call it before the work starts, so that
+    ``load_avg_1m`` shows the background load (something else running), not ours."""
     return {
         "backend": jax.default_backend(),
         "jax": jax.__version__,
         "cpus": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
+        "rng": f"threefry2x32, partitionable={bool(jax.config.jax_threefry_partitionable)}",
     }
+
+
+def rng_mode():
+    """The RNG lowering every JAX contender (egm, thrml, dense reference) runs under.
+
+    On CPU the benchmarks use ``jax.threefry_partitionable(False)``, as egm's experiments
+    do (``experiments/_common.rng_mode``): the same Threefry-2x32 generator with about 2x
+    faster random bits on CPU.  ``EGM_BENCH_PARTITIONABLE_RNG=1`` keeps JAX's default.
+    Every JSON line records the setting in ``rng``.
+    """
+    import contextlib
+
+    if os.environ.get("EGM_BENCH_PARTITIONABLE_RNG") != "1" and jax.default_backend() == "cpu":
+        return jax.threefry_partitionable(False)
+    return contextlib.nullcontext()
 
 
 def emit(record: dict[str, Any], file: Any = None) -> dict[str, Any]:

@@ -122,8 +122,17 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
 
 
 def test_divergence_is_detected_with_epoch_and_cause():
-    _, state, epoch = _setup(lr=1e38, momentum=0.0, weight_decay=0.0, centering=False)
-    with pytest.raises(DivergenceError, match=r"epoch 0.*learning rate"):
+    """lr · weight_decay = 1000 > 2: W is multiplied by (1 - 1000) each step and overflows
+    to inf within ~13 steps (4 steps per epoch), then NaN; the run stops at that epoch."""
+    _, state, epoch = _setup(lr=1000.0, momentum=0.0, weight_decay=1.0, centering=False)
+    f = jax.jit(epoch)
+    with pytest.raises(DivergenceError, match=r"diverged at epoch [1-9]\b.*W.*learning rate"):
+        train.fit(state, _data(), epoch_fn=f, key=jax.random.key(0), n_epochs=20, progress=False)
+
+
+def test_nonfinite_metric_is_detected():
+    _, state, epoch = _setup()
+    with pytest.raises(DivergenceError, match=r"epoch 1.*metric bad"):
         train.fit(
             state,
             _data(),
@@ -131,6 +140,7 @@ def test_divergence_is_detected_with_epoch_and_cause():
             key=jax.random.key(0),
             n_epochs=3,
             progress=False,
+            on_epoch_end=lambda e, s, m: {"bad": float("nan") if e == 1 else 0.0},
         )
 
 
