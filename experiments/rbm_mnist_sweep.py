@@ -34,6 +34,7 @@ from egm import data, train  # noqa: E402
 from egm.energies import rbm  # noqa: E402
 from egm.errors import ConfigError  # noqa: E402
 from egm.estimators import ais  # noqa: E402
+from egm.eval import likelihood  # noqa: E402
 from egm.eval import metrics as eval_metrics  # noqa: E402
 
 
@@ -71,6 +72,15 @@ def _floats(s: str, name: str) -> list[float]:
         ) from None
 
 
+def _ints(s: str, name: str) -> list[int]:
+    try:
+        return [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--{name} must be a comma-separated list of integers, got {s!r}"
+        ) from None
+
+
 def main(argv: list[str]) -> dict:
     cfg = parse_overrides(PRESETS["default"], argv, PRESETS).validate()
     with rng_mode(cfg.fast_cpu_rng):
@@ -83,7 +93,7 @@ def _run(cfg) -> dict:
     wd.truncate_metrics(None)
     grid = list(
         itertools.product(
-            [int(s) for s in _floats(cfg.seeds, "seeds")],
+            _ints(cfg.seeds, "seeds"),
             _floats(cfg.learning_rates, "learning_rates"),
             _floats(cfg.momenta, "momenta"),
             _floats(cfg.weight_decays, "weight_decays"),
@@ -130,25 +140,25 @@ def _run(cfg) -> dict:
         swept, m = sweep_epoch(swept, x_train, train.sweep_keys(roots, epoch))
         rec = {
             "epoch": epoch,
-            **train.loop.metrics_to_floats(m),
+            **train.metrics_to_floats(m),
             "wall_s": time.perf_counter() - t0,
         }
         if (epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
             rec["pseudo_loglik_valid"] = np.asarray(pl(swept.params)).tolist()
-        train.check_finite(epoch, swept.params, {}, "(in at least one sweep member)")
+        train.check_divergence(epoch, swept.params, {}, "(in at least one sweep member)")
         wd.log_metrics(rec)
     train_s = time.perf_counter() - t0
 
     betas = jnp.asarray(ais.betas_salakhutdinov_murray(cfg.ais_temps))
     base_b = ais.base_rate_biases(evals["train"])
     keys = jax.random.split(jax.random.key(cfg.seed + 1000), len(grid))
-    res = jax.jit(jax.vmap(lambda k, p: ais._rbm_ais(k, p, base_b, betas, cfg.ais_chains)))(
-        keys, swept.params
-    )
+    res = jax.jit(
+        jax.vmap(lambda k, p: ais.rbm_ais_unchecked(k, p, base_b, betas, cfg.ais_chains))
+    )(keys, swept.params)
     rows = []
     for i, (seed, lr, mom, wdecay) in enumerate(grid):
         p_i = jax.tree_util.tree_map(lambda x, i=i: x[i], swept.params)
-        nfe = ais.mean_negative_free_energy(p_i, evals["valid"])
+        nfe = likelihood.mean_negative_free_energy(rbm.free_energy, p_i, evals["valid"])
         rows.append(
             {
                 "seed": seed,

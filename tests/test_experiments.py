@@ -5,6 +5,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,22 @@ def test_rbm_mnist_tiny_writes_everything_and_resumes(tmp_path):
     assert len((wd / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--estimator", "cd", "--k", "3", "--centering", "false"],
+        ["--binarization", "dynamic"],
+        ["--binarization", "threshold", "--batch_size", "50", "--n_chains", "20"],
+    ],
+)
+def test_rbm_mnist_other_paths(tmp_path, extra):
+    import rbm_mnist
+
+    res = rbm_mnist.main(["--config", "tiny", "--epochs", "2", "--workdir", str(tmp_path), *extra])
+    lo, hi = res["test_loglik_bracket"]
+    assert lo < hi < 0 and np.isfinite(res["test_loglik_nats"])
+
+
 def test_rbm_mnist_rejects_bad_config(tmp_path):
     import rbm_mnist
 
@@ -45,6 +62,10 @@ def test_rbm_mnist_rejects_bad_config(tmp_path):
         rbm_mnist.main(["--config", "tiny", "--n_hiden", "5"])
     with pytest.raises(ConfigError, match="expects a int"):
         rbm_mnist.main(["--config", "tiny", "--n_hidden", "many"])
+    with pytest.raises(ConfigError, match="ais_temps"):
+        rbm_mnist.main(["--config", "tiny", "--ais_temps", "2"])
+    with pytest.raises(ConfigError, match="source idx"):
+        rbm_mnist.main(["--config", "tiny", "--data_dir", str(tmp_path)])
     with pytest.raises(ConfigError, match="different config"):
         rbm_mnist.main(["--config", "tiny", "--workdir", str(tmp_path / "r"), "--epochs", "1"])
         rbm_mnist.main(["--config", "tiny", "--workdir", str(tmp_path / "r"), "--n_hidden", "8"])
@@ -58,7 +79,11 @@ def test_readme_quick_start_runs():
     assert len(code.strip().splitlines()) <= 25
     namespace: dict = {}
     exec(compile(code, "README quick start", "exec"), namespace)
-    assert namespace["test_ll"] < 0
+    # the RBM must beat the independent-pixel (base-rate) model on the same test digits
+    x, x_test = np.asarray(namespace["x"]), np.asarray(namespace["x_test"])
+    q = np.clip(x.mean(0), 1e-3, 1 - 1e-3)
+    base_ll = np.mean(x_test @ np.log(q) + (1 - x_test) @ np.log(1 - q))
+    assert base_ll < namespace["test_ll"] < 0, (base_ll, namespace["test_ll"])
 
 
 def test_rbm_mnist_sweep_tiny(tmp_path):
@@ -91,7 +116,7 @@ def test_killed_run_resumes_with_nothing_lost(tmp_path):
         "--config",
         "tiny",
         "--epochs",
-        "150",
+        "60",
         "--eval_every",
         "1000",
         "--ais_every",
@@ -123,4 +148,4 @@ def test_killed_run_resumes_with_nothing_lost(tmp_path):
     assert a["log_z_forward"] == b["log_z_forward"]
     assert a["train_loglik_nats"] == b["train_loglik_nats"]
     epochs = [json.loads(x)["epoch"] for x in (killed / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == list(range(150))
+    assert epochs == list(range(60))

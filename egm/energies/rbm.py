@@ -162,14 +162,18 @@ def _update_visible(key: PRNGKeyArray, params: RBMParams, state: RBMState) -> RB
 BLOCKS = (_update_hidden, _update_visible)
 
 
-def init_state(
-    params: RBMParams, v: Float[Array, " V"], key: PRNGKeyArray | None = None
-) -> RBMState:
-    """A chain state at visible configuration ``v``; ``h ~ P(h | v)`` if ``key`` is given,
-    else ``h = P(h=1 | v)`` (its mean; fine when the next block resamples ``h``)."""
+def init_state(params: RBMParams, v: Float[Array, " V"]) -> RBMState:
+    """A chain state at visible configuration ``v`` with ``h = P(h=1 | v)`` (its mean):
+    enough for sweeps that resample ``h`` first (:data:`BLOCKS`)."""
     v = jnp.asarray(v, jnp.float32)
-    h = hidden_probs(params, v) if key is None else sample_hidden(key, params, v)
-    return RBMState(v=v, h=h)
+    return RBMState(v=v, h=hidden_probs(params, v))
+
+
+def sample_state(key: PRNGKeyArray, params: RBMParams, v: Float[Array, " V"]) -> RBMState:
+    """A chain state at ``v`` with ``h ~ P(h | v)``: needed by sweeps that start with ``v | h``
+    (the down-up sweeps of CD/PCD in :mod:`egm.estimators.contrastive`)."""
+    v = jnp.asarray(v, jnp.float32)
+    return RBMState(v=v, h=sample_hidden(key, params, v))
 
 
 def reconstruction(params: RBMParams, v: Float[Array, " V"]) -> Float[Array, " V"]:
@@ -178,7 +182,8 @@ def reconstruction(params: RBMParams, v: Float[Array, " V"]) -> Float[Array, " V
 
 
 def tempered(params: RBMParams, beta: Float[Array, ""], base_b: Float[Array, " V"]) -> RBMParams:
-    r"""The RBM ``p_β ∝ p_A^{1-β} p^β`` on the geometric path from a base-rate model.
+    r"""The RBM ``p_β(v, h) ∝ p_A(v, h)^{1-β} p(v, h)^β`` on the geometric path (of joint
+    densities) from a base-rate model.
 
     With the base model ``p_A(v, h) ∝ exp(b_Aᵀv)`` (``W = 0, c = 0``), the intermediate
     distribution is itself an RBM with parameters ``(βW, (1-β)b_A + βb, βc)``
@@ -187,6 +192,19 @@ def tempered(params: RBMParams, beta: Float[Array, ""], base_b: Float[Array, " V
     return RBMParams(
         W=beta * params.W, b=(1.0 - beta) * base_b + beta * params.b, c=beta * params.c
     )
+
+
+def check_data_shape(params: RBMParams, v: Float[Array, "B V"], name: str = "data") -> None:
+    """Raise :class:`DataError` unless ``v`` is a batch ``(B, V)`` matching the RBM (static shapes:
+    safe inside ``jit``)."""
+    from egm.errors import DataError
+
+    V = params.W.shape[0]
+    if v.ndim != 2 or v.shape[1] != V:
+        raise DataError(
+            f"{name} has shape {tuple(v.shape)} but this RBM needs (batch, {V}); flatten images "
+            f"with x.reshape(len(x), -1)"
+        )
 
 
 def check_shapes(params: RBMParams) -> None:

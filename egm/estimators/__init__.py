@@ -1,12 +1,11 @@
 """Estimators: contrastive gradients, exact enumeration, annealed importance sampling."""
 
 from egm.estimators import ais, contrastive, exact
-from egm.estimators.ais import AISResult, LogLikelihoodBracket, rbm_ais, rbm_reverse_ais
+from egm.estimators.ais import AISResult, rbm_ais, rbm_reverse_ais
 from egm.estimators.contrastive import cd_gradient, centered_gradient, pcd_gradient
 
 __all__ = [
     "AISResult",
-    "LogLikelihoodBracket",
     "ais",
     "cd_gradient",
     "centered_gradient",

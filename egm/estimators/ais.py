@@ -1,8 +1,9 @@
 r"""Annealed importance sampling (AIS) for the partition function of an RBM (§18.7).
 
-Path: the geometric interpolation ``f_β(v) = f_A(v)^{1-β} f_B(v)^β`` from a base-rate
-model ``A`` (independent visibles with biases ``b_A``, no couplings, Salakhutdinov &
-Murray 2008, §4.1) to the target RBM ``B``.  Each intermediate is itself an RBM
+Path: the geometric interpolation of the JOINT densities,
+``p_β(v, h) ∝ p_A(v, h)^{1-β} p_B(v, h)^β``, from a base-rate model ``A`` (independent
+visibles with biases ``b_A``, free hidden units, no couplings; Salakhutdinov & Murray
+2008, §4.1) to the target RBM ``B``.  Each intermediate is itself an RBM
 (:func:`egm.energies.rbm.tempered`); its hidden units are summed out in
 
 .. math:: \log f_β(v) = (1-β)\, b_A^\top v + β\, b^\top v + \sum_j \zeta\big(β (c_j + v^\top W_{:,j})\big).
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from egm.data.validate import check_binary, check_shape
 from egm.energies import rbm
 from egm.energies.rbm import RBMParams
 from egm.errors import ConfigError
@@ -160,11 +162,21 @@ def rbm_ais(
     betas = _check(params, base_b, betas_salakhutdinov_murray() if betas is None else betas)
     if n_chains < 2:
         raise ConfigError(f"AIS needs at least 2 chains for a standard error, got {n_chains}")
-    return _rbm_ais(key, params, jnp.asarray(base_b, jnp.float32), jnp.asarray(betas), n_chains)
+    return rbm_ais_unchecked(
+        key, params, jnp.asarray(base_b, jnp.float32), jnp.asarray(betas), n_chains
+    )
 
 
 @jax.jit(static_argnums=(4,))
-def _rbm_ais(key, params, base_b, betas, n_chains):
+def rbm_ais_unchecked(
+    key: PRNGKeyArray,
+    params: RBMParams,
+    base_b: Float[Array, " V"],
+    betas: Float[Array, " K1"],
+    n_chains: int,
+) -> AISResult:
+    """:func:`rbm_ais` without its host-side argument checks: jitted, and vmappable over
+    ``key`` and ``params`` (e.g. to score every member of a sweep in one call)."""
     k0, k1 = jax.random.split(key)
     H = params.W.shape[1]
     v0 = rbm.bernoulli_logits(k0, jnp.broadcast_to(base_b, (n_chains, base_b.shape[0])))
@@ -189,6 +201,10 @@ def rbm_reverse_ais(
     ``final_v`` after extra Gibbs sweeps).
     """
     betas = _check(params, base_b, betas_salakhutdinov_murray() if betas is None else betas)
+    check_shape(v_start, params.W.shape[0], "v_start")
+    check_binary(v_start, "v_start")
+    if np.shape(v_start)[0] < 2:
+        raise ConfigError("reverse AIS needs at least 2 start samples for a standard error")
     return _rbm_reverse_ais(
         key, params, jnp.asarray(base_b, jnp.float32), jnp.asarray(betas), jnp.asarray(v_start)
     )
@@ -201,76 +217,3 @@ def _rbm_reverse_ais(key, params, base_b, betas, v_start):
     log_za = base_log_partition(base_b, params.W.shape[1])
     log_mean_w, se, ess = _summarise(log_w)
     return AISResult(log_za - log_mean_w, se, ess, log_w, log_za, v)
-
-
-class LogLikelihoodBracket(NamedTuple):
-    """Average test log-likelihood from AIS with its bracket.
-
-    ``estimate`` uses the forward ``log Ẑ`` (the number papers report);
-    ``lower``/``upper`` use the reverse / forward ``log Ẑ`` each widened by 3 standard
-    errors; ``lower <= estimate <= upper`` up to Monte-Carlo error.
-    """
-
-    estimate: float
-    lower: float
-    upper: float
-    log_z_forward: float
-    log_z_forward_se: float
-    log_z_reverse: float
-    log_z_reverse_se: float
-    ess_forward: float
-    ess_reverse: float
-
-
-def mean_negative_free_energy(
-    params: RBMParams, v: Float[Array, "N V"], chunk: int = 10000
-) -> float:
-    """``mean_n -F(v_n)`` over a (possibly large) dataset, computed in chunks."""
-    v = jnp.asarray(v, jnp.float32)
-    fe = jax.jit(jax.vmap(rbm.free_energy, in_axes=(None, 0)))
-    total = sum(float(jnp.sum(-fe(params, v[i : i + chunk]))) for i in range(0, v.shape[0], chunk))
-    return total / v.shape[0]
-
-
-def rbm_log_likelihood_bracket(
-    key: PRNGKeyArray,
-    params: RBMParams,
-    base_b: Float[Array, " V"],
-    v_test: Float[Array, "N V"],
-    *,
-    n_chains: int = 100,
-    betas=None,
-    reverse_burn_in: int = 1000,
-) -> LogLikelihoodBracket:
-    """Mean test log-likelihood ``mean -F(v) - log Z`` with forward and reverse AIS.
-
-    The reverse run starts from the forward run's final states after
-    ``reverse_burn_in`` further Gibbs sweeps at ``β = 1``.
-    """
-    from egm.data.validate import check_binary, check_shape
-    from egm.samplers.gibbs import block_gibbs, run
-
-    check_shape(v_test, params.W.shape[0], "test data")
-    check_binary(v_test, "test data")
-    k_f, k_g, k_r = jax.random.split(key, 3)
-    fwd = rbm_ais(k_f, params, base_b, n_chains=n_chains, betas=betas)
-    states = jax.vmap(rbm.init_state, in_axes=(None, 0))(params, fwd.final_v)
-    if reverse_burn_in > 0:
-        states, _ = jax.jit(run, static_argnums=(0, 4))(
-            block_gibbs(rbm.BLOCKS), k_g, states, params, reverse_burn_in
-        )
-    rev = rbm_reverse_ais(k_r, params, base_b, states.v, betas=betas)
-    nfe = mean_negative_free_energy(params, v_test)
-    lz_f, lz_r = float(fwd.log_z), float(rev.log_z)
-    se_f, se_r = float(fwd.log_z_se), float(rev.log_z_se)
-    return LogLikelihoodBracket(
-        estimate=nfe - lz_f,
-        lower=nfe - max(lz_r + 3 * se_r, lz_f + 3 * se_f),
-        upper=nfe - min(lz_f - 3 * se_f, lz_r - 3 * se_r),
-        log_z_forward=lz_f,
-        log_z_forward_se=se_f,
-        log_z_reverse=lz_r,
-        log_z_reverse_se=se_r,
-        ess_forward=float(fwd.ess),
-        ess_reverse=float(rev.ess),
-    )

@@ -79,6 +79,7 @@ def cd_gradient(
     ``h_0 ~ P(h | v_data)``, then ``k`` sweeps ``v ~ P(v|h), h ~ P(h|v)``; the negatives
     are the last visible states.
     """
+    rbm.check_data_shape(params, v_data, "v_data")
     k0, k1 = jax.random.split(key)
     h0 = jax.vmap(rbm.sample_hidden, in_axes=(0, None, 0))(
         jax.random.split(k0, v_data.shape[0]), params, v_data
@@ -93,10 +94,12 @@ def pcd_gradient(
     """PCD-k / SML: advance the persistent ``chains`` k sweeps, use them as negatives.
 
     Each sweep is ``v ~ P(v|h)`` then ``h ~ P(h|v)`` under the current parameters, so a
-    chain state must hold a sampled ``h`` (:func:`egm.energies.rbm.init_state` with a key).
+    chain state must hold a sampled ``h`` (:func:`egm.energies.rbm.sample_state`).
     Returns ``(grads, new_chains, aux)``; store ``new_chains`` in the train state.  The
     number of chains need not equal the batch size.
     """
+    rbm.check_data_shape(params, v_data, "v_data")
+    rbm.check_data_shape(params, chains.v, "chains.v")
     chains, _ = run(_RBM_DOWN_UP, key, chains, params, k)
     grads, aux = _rbm_gradient(params, v_data, chains.v)
     return grads, chains, aux

@@ -17,7 +17,7 @@ from egm.energies.boltzmann import BMParams
 from egm.energies.rbm import RBMParams
 from egm.errors import ConfigError
 
-MAX_ENUMERATION_UNITS = 24
+MAX_ENUMERATION_UNITS = 20  # 2^20 x 20 states: 80 MB as float32
 
 
 def all_binary_states(n: int) -> Float[Array, "2**n n"]:

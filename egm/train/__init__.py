@@ -1,7 +1,7 @@
 """Training: optimisers, train-step factories, the epoch scan and loop, sweeps, checkpoints."""
 
 from egm.train.checkpoint import Checkpointer
-from egm.train.loop import check_finite, epoch_key, fit, make_epoch
+from egm.train.loop import check_divergence, epoch_key, fit, make_epoch, metrics_to_floats
 from egm.train.optim import linear_decay, matrices_only, sgd
 from egm.train.rbm_step import (
     Offsets,
@@ -18,13 +18,14 @@ __all__ = [
     "Offsets",
     "RBMStepConfig",
     "RBMTrainState",
-    "check_finite",
+    "check_divergence",
     "epoch_key",
     "fit",
     "init_train_state",
     "linear_decay",
     "make_epoch",
     "make_train_step",
+    "metrics_to_floats",
     "rbm_data_check",
     "matrices_only",
     "set_hyperparams",

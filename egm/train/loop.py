@@ -62,7 +62,7 @@ def _nonfinite_leaves(tree: Any) -> list[str]:
     return bad
 
 
-def check_finite(epoch: int, params: Any, metrics: dict[str, float], hint: str = "") -> None:
+def check_divergence(epoch: int, params: Any, metrics: dict[str, float], hint: str = "") -> None:
     """Raise :class:`DivergenceError` naming the epoch if params or metrics hold NaN/inf."""
     bad = _nonfinite_leaves(params)
     bad_metrics = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
@@ -128,9 +128,9 @@ def fit(
             m.update(on_epoch_end(epoch, state, m) or {})
         scalar = {k: v for k, v in m.items() if isinstance(v, float)}
         flat = {k: float(np.max(np.abs(v))) for k, v in m.items() if isinstance(v, list)}
-        check_finite(epoch, params_of(state), {**scalar, **flat}, divergence_hint)
+        check_divergence(epoch, params_of(state), {**scalar, **flat}, divergence_hint)
         if checkpointer is not None:
-            checkpointer.save(epoch, state)
+            checkpointer.save(epoch, state, force=epoch == n_epochs - 1)
         bar.set_postfix({k: f"{v:.4g}" for k, v in list(scalar.items())[:3]})
     if checkpointer is not None:
         checkpointer.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, NamedTuple
 
 import jax
@@ -15,7 +16,7 @@ from egm.errors import ConfigError
 from egm.estimators.contrastive import cd_gradient, centered_gradient, pcd_gradient
 
 ESTIMATORS = ("cd", "pcd")
-BINARIZATIONS = ("none", "dynamic")
+STEP_BINARIZATIONS = ("none", "dynamic")
 
 
 class Offsets(NamedTuple):
@@ -62,15 +63,15 @@ class RBMStepConfig(NamedTuple):
     def validate(self) -> RBMStepConfig:
         if self.estimator not in ESTIMATORS:
             raise ConfigError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
-        if not isinstance(self.k, int) or self.k < 1:
+        if not isinstance(self.k, numbers.Integral) or self.k < 1:
             raise ConfigError(
                 f"k (Gibbs sweeps per update) must be an integer >= 1, got {self.k!r}"
             )
         if not 0.0 < self.offset_rate <= 1.0:
             raise ConfigError(f"offset_rate must be in (0, 1], got {self.offset_rate}")
-        if self.binarization not in BINARIZATIONS:
+        if self.binarization not in STEP_BINARIZATIONS:
             raise ConfigError(
-                f"binarization inside the train step must be one of {BINARIZATIONS}, "
+                f"binarization inside the train step must be one of {STEP_BINARIZATIONS}, "
                 f"got {self.binarization!r} (fixed/threshold binarization is done once on the data)"
             )
         return self
@@ -87,11 +88,17 @@ def init_train_state(
     model ``Bernoulli(data_mean)``, offsets ``mu = data_mean`` and ``lam = P(h=1|mu)``."""
     if n_chains < 1:
         raise ConfigError(f"n_chains must be >= 1, got {n_chains}")
+    rbm.check_shapes(params)
     data_mean = jnp.array(data_mean, jnp.float32)  # a copy: the epoch donates the state
+    if data_mean.shape != params.b.shape:
+        raise ConfigError(
+            f"data_mean has shape {data_mean.shape} but the RBM has {params.b.shape[0]} visible "
+            f"units; pass the per-pixel mean of the training data, x.mean(0)"
+        )
     k_v, k_h = jax.random.split(key)
     v0 = jax.random.bernoulli(k_v, data_mean, (n_chains, data_mean.shape[0])).astype(jnp.float32)
-    chains = jax.vmap(rbm.init_state, in_axes=(None, 0, 0))(
-        params, v0, jax.random.split(k_h, n_chains)
+    chains = jax.vmap(rbm.sample_state, in_axes=(0, None, 0))(
+        jax.random.split(k_h, n_chains), params, v0
     )
     offsets = Offsets(mu=data_mean, lam=rbm.hidden_probs(params, data_mean))
     params = jax.tree_util.tree_map(jnp.array, params)  # a copy: the epoch donates the state

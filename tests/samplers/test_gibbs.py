@@ -8,7 +8,7 @@ from _stats import histogram, random_rbm, rbm_gibbs_tv_after, tv, tv_tolerance
 
 from egm.energies import boltzmann, rbm
 from egm.estimators import exact
-from egm.samplers import block_gibbs, run
+from egm.samplers import block_gibbs, run, step_chains
 
 KERNEL = block_gibbs(rbm.BLOCKS)
 
@@ -68,8 +68,15 @@ def test_vmap_over_chains_equals_loop():
 def test_observer_streams_a_statistic():
     p = random_rbm(4, 5, 3, 0.5)
     s0 = _chains_from_uniform(jax.random.key(0), p, 16)
-    _, trace = run(KERNEL, jax.random.key(1), s0, p, 7, observe=lambda s: jnp.mean(s.v))
+    final, trace = run(KERNEL, jax.random.key(1), s0, p, 7, observe=lambda s: jnp.mean(s.v))
     assert trace.shape == (7,)
+    # the observer saw exactly the states of the run: replay step by step with the same keys
+    keys = jax.random.split(jax.random.key(1), 7)
+    s = s0
+    for t in range(7):
+        s, _ = step_chains(KERNEL, keys[t], s, p)
+        np.testing.assert_allclose(trace[t], jnp.mean(s.v), rtol=1e-6)
+    np.testing.assert_array_equal(final.v, s.v)
 
 
 def test_general_bm_sequential_gibbs_matches_exact():
