@@ -168,6 +168,26 @@ def load(cfg: Config):
     return out, evals, splits["train"].source
 
 
+def optimizer_and_step(cfg: Config, n_train: int, **hyper) -> tuple:
+    """The optimiser (linear lr decay over the run if configured) and the step config.
+    ``hyper`` overrides the numeric hyper-parameters (a sweep's first member)."""
+    steps_per_epoch = n_train // cfg.batch_size
+    opt = train.sgd(
+        hyper.get("learning_rate", cfg.learning_rate),
+        hyper.get("momentum", cfg.momentum),
+        hyper.get("weight_decay", cfg.weight_decay),
+        lr_multiplier=train.linear_decay(cfg.epochs * steps_per_epoch) if cfg.lr_decay else None,
+    )
+    step_cfg = train.RBMStepConfig(
+        estimator=cfg.estimator,
+        k=cfg.k,
+        centering=cfg.centering,
+        binarization="dynamic" if cfg.binarization == "dynamic" else "none",
+        track_free_energy_gap=True,
+    )
+    return opt, step_cfg
+
+
 def main(argv: list[str]) -> dict:
     cfg = parse_overrides(PRESETS["default"], argv, PRESETS).validate()
     with rng_mode(cfg.fast_cpu_rng):
@@ -190,20 +210,7 @@ def _run(cfg) -> dict:
     k_eval, k_eval_ais = jax.random.split(k_eval)
     data_mean = jnp.mean(jnp.asarray(evals["train"]), axis=0)
     params = rbm.init(k_init, 784, cfg.n_hidden, data_mean=data_mean)
-    steps_per_epoch = x_train.shape[0] // cfg.batch_size
-    opt = train.sgd(
-        cfg.learning_rate,
-        cfg.momentum,
-        cfg.weight_decay,
-        lr_multiplier=train.linear_decay(cfg.epochs * steps_per_epoch) if cfg.lr_decay else None,
-    )
-    step_cfg = train.RBMStepConfig(
-        estimator=cfg.estimator,
-        k=cfg.k,
-        centering=cfg.centering,
-        binarization="dynamic" if cfg.binarization == "dynamic" else "none",
-        track_free_energy_gap=True,
-    )
+    opt, step_cfg = optimizer_and_step(cfg, x_train.shape[0])
     state = train.init_train_state(k_state, params, opt, data_mean, cfg.n_chains)
     epoch_fn = jax.jit(
         train.make_epoch(train.make_train_step(opt, step_cfg), cfg.batch_size), donate_argnums=0

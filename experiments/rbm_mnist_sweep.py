@@ -28,7 +28,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from _common import Workdir, log, parse_overrides, rng_label, rng_mode  # noqa: E402
-from rbm_mnist import Config, load  # noqa: E402
+from rbm_mnist import Config, load, optimizer_and_step  # noqa: E402
 
 from egm import data, train  # noqa: E402
 from egm.energies import rbm  # noqa: E402
@@ -103,19 +103,14 @@ def _run(cfg) -> dict:
     arrays, evals, source = load(cfg)
     x_train = jnp.asarray(arrays["train"])
     data_mean = jnp.mean(jnp.asarray(evals["train"]), axis=0)
-    steps = x_train.shape[0] // cfg.batch_size
-    opt = train.sgd(
-        grid[0][1],
-        grid[0][2],
-        grid[0][3],
-        lr_multiplier=train.linear_decay(cfg.epochs * steps) if cfg.lr_decay else None,
+    opt, step_cfg = optimizer_and_step(
+        cfg,
+        x_train.shape[0],
+        learning_rate=grid[0][1],
+        momentum=grid[0][2],
+        weight_decay=grid[0][3],
     )
-    step_cfg = train.RBMStepConfig(
-        estimator=cfg.estimator,
-        k=cfg.k,
-        centering=cfg.centering,
-        binarization="dynamic" if cfg.binarization == "dynamic" else "none",
-    )
+    train.rbm_data_check(784, step_cfg)(arrays["train"])
     states, roots = [], []
     for seed, lr, mom, wdecay in grid:
         k_init, k_state, k_train = jax.random.split(jax.random.key(seed), 3)
