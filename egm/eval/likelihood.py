@@ -51,7 +51,10 @@ class LogLikelihoodBracket(NamedTuple):
 
     ``estimate`` uses the forward ``log Ẑ`` (the number papers report); ``lower`` uses
     the reverse ``log Ẑ`` plus 3 standard errors, ``upper`` the forward ``log Ẑ`` minus 3
-    standard errors.
+    standard errors.  ``consistent`` is False when ``lower > upper``: the two directions
+    disagree beyond their noise, so neither has converged (the reverse start samples are
+    not close enough to the model, or the schedule is too short) — use more temperatures
+    or a longer ``reverse_burn_in`` before trusting the numbers.
     """
 
     estimate: float
@@ -63,6 +66,7 @@ class LogLikelihoodBracket(NamedTuple):
     log_z_reverse_se: float
     ess_forward: float
     ess_reverse: float
+    consistent: bool
 
 
 def rbm_log_likelihood_bracket(
@@ -101,4 +105,5 @@ def rbm_log_likelihood_bracket(
         log_z_reverse_se=se_r,
         ess_forward=float(fwd.ess),
         ess_reverse=float(rev.ess),
+        consistent=bool(lz_r + 3 * se_r >= lz_f - 3 * se_f),
     )

@@ -76,6 +76,7 @@ def test_bracket_contains_exact_test_log_likelihood():
     )
     truth = float(jnp.mean(exact.rbm_log_likelihood(p, v_test)))
     assert br.lower <= truth <= br.upper, (br, truth)
+    assert br.consistent
 
 
 def test_forward_is_low_and_reverse_high_in_expectation():
