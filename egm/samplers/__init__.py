@@ -1,5 +1,17 @@
-"""Samplers: generic block Gibbs kernels and chain runners."""
+"""Samplers: generic block Gibbs kernels, gradient-based kernels (HMC, MALA), chain runners."""
 
 from egm.samplers.gibbs import GibbsInfo, Kernel, block_gibbs, run, step_chains
+from egm.samplers.hmc import GradInfo, GradState, adapt_step_size, hmc, mala
 
-__all__ = ["GibbsInfo", "Kernel", "block_gibbs", "run", "step_chains"]
+__all__ = [
+    "GibbsInfo",
+    "GradInfo",
+    "GradState",
+    "Kernel",
+    "adapt_step_size",
+    "block_gibbs",
+    "hmc",
+    "mala",
+    "run",
+    "step_chains",
+]

@@ -31,7 +31,8 @@ class GibbsInfo(NamedTuple):
 
 
 class Kernel(NamedTuple):
-    """A sampler in the blackjax shape: ``init(state)`` and ``step(key, state, params)``."""
+    """A sampler in the blackjax shape: ``init(...) -> state`` (Gibbs: ``init(state)``; gradient
+    kernels: ``init(position, params)``) and ``step(key, state, params) -> (state, info)``."""
 
     init: Callable[[State], State]
     step: Callable[[PRNGKeyArray, State, Params], tuple[State, Any]]
