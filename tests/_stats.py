@@ -78,3 +78,46 @@ def random_rbm(seed: int, n_visible: int, n_hidden: int, scale: float):
         b=0.5 * scale * jax.random.normal(k2, (n_visible,)),
         c=0.5 * scale * jax.random.normal(k3, (n_hidden,)),
     )
+
+
+def bm_sweep_matrix(params, update_units, clamp: np.ndarray | None = None) -> np.ndarray:
+    """Exact transition matrix of one systematic-scan Gibbs sweep of a general BM.
+
+    Over the states of the units in ``update_units`` (in all_binary_states order of those
+    units), the remaining units fixed to ``clamp`` (values for the units not updated, in
+    order).  Used to bound the mixing bias of BM samplers exactly.
+    """
+    from egm.energies import boltzmann
+
+    n = params.a.shape[0]
+    upd = list(update_units)
+    fixed = [i for i in range(n) if i not in upd]
+    sub = np.asarray(exact.all_binary_states(len(upd)))
+    S = len(sub)
+
+    def full(s):
+        x = np.zeros(n, np.float32)
+        x[upd] = s
+        if fixed:
+            x[fixed] = clamp
+        return x
+
+    def index(x):
+        return int(sum(int(b) << (len(upd) - 1 - k) for k, b in enumerate(x[upd])))
+
+    K = np.zeros((S, S))
+    for s in range(S):
+        dist = {index(full(sub[s])): 1.0}
+        for i in upd:
+            new: dict[int, float] = {}
+            for t, pr_t in dist.items():
+                x = full(sub[t])
+                p1 = float(jax.nn.sigmoid(boltzmann.unit_logit(params, jnp.asarray(x), i)))
+                for val, pr in ((1.0, p1), (0.0, 1.0 - p1)):
+                    x[i] = val
+                    j = index(x)
+                    new[j] = new.get(j, 0.0) + pr_t * pr
+            dist = new
+        for j, pr in dist.items():
+            K[s, j] = pr
+    return K

@@ -71,14 +71,23 @@ def from_rbm(params: RBMParams) -> BMParams:
 
 
 def sequential_gibbs_sweep(
-    key: PRNGKeyArray, params: BMParams, x: Float[Array, " n"]
+    key: PRNGKeyArray,
+    params: BMParams,
+    x: Float[Array, " n"],
+    update: Array | None = None,
 ) -> Float[Array, " n"]:
-    """One systematic-scan Gibbs sweep: update ``x_0, x_1, ...`` in turn from their conditionals."""
+    """One systematic-scan Gibbs sweep: update ``x_0, x_1, ...`` in turn from their conditionals.
+
+    ``update``: optional boolean mask (n,) of the units to resample; the others stay clamped
+    (e.g. the visible units during the data-clamped positive phase).
+    """
     n = x.shape[0]
     u = jax.random.uniform(key, (n,), dtype=x.dtype)
+    mask = jnp.ones((n,), bool) if update is None else jnp.asarray(update, bool)
 
     def body(i, x):
         p = jax.nn.sigmoid(unit_logit(params, x, i))
-        return x.at[i].set((u[i] < p).astype(x.dtype))
+        new = (u[i] < p).astype(x.dtype)
+        return x.at[i].set(jnp.where(mask[i], new, x[i]))
 
     return jax.lax.fori_loop(0, n, body, x)

@@ -1,12 +1,13 @@
 """Estimators: contrastive gradients, exact enumeration, annealed importance sampling."""
 
-from egm.estimators import ais, contrastive, exact
+from egm.estimators import ais, bm_sml, contrastive, exact
 from egm.estimators.ais import AISResult, rbm_ais, rbm_reverse_ais
 from egm.estimators.contrastive import cd_gradient, centered_gradient, pcd_gradient
 
 __all__ = [
     "AISResult",
     "ais",
+    "bm_sml",
     "cd_gradient",
     "centered_gradient",
     "contrastive",

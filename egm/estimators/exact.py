@@ -91,3 +91,16 @@ def state_index(x: Float[Array, "N n"]) -> Array:
     n = x.shape[-1]
     weights = 2 ** jnp.arange(n - 1, -1, -1)
     return jnp.sum(x.astype(jnp.int32) * weights, axis=-1)
+
+
+def bm_log_likelihood(params: BMParams, v: Float[Array, "N V"]) -> Float[Array, " N"]:
+    """Exact ``log p(v) = log Σ_h exp(-E(v, h)) - log Z`` of a general BM (units visible first)."""
+    n, V = params.a.shape[0], v.shape[1]
+    hs = all_binary_states(n - V)
+    log_z = bm_log_partition(params)
+
+    def one(vv):
+        x = jnp.concatenate([jnp.broadcast_to(vv, (hs.shape[0], V)), hs], axis=1)
+        return jax.nn.logsumexp(jax.vmap(lambda s: -boltzmann.energy(params, s))(x))
+
+    return jax.vmap(one)(v) - log_z

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _stats import histogram, random_rbm, rbm_gibbs_tv_after, tv, tv_tolerance
+from _stats import bm_sweep_matrix, histogram, random_rbm, rbm_gibbs_tv_after, tv, tv_tolerance
 
 from egm.energies import boltzmann, rbm
 from egm.estimators import exact
@@ -100,21 +100,7 @@ def test_general_bm_sequential_gibbs_matches_exact():
     x = chains(jax.random.key(9), x0)
     p = np.asarray(exact.bm_distribution(params))
     # mixing bias: exact sweep transition matrix of the 32-state chain
-    K = np.zeros((32, 32))
-    states = np.asarray(exact.all_binary_states(5))
-    for s in range(32):
-        dist = np.zeros(32)
-        dist[s] = 1
-        for i in range(5):  # unit i update as a 32x32 matrix
-            new = np.zeros(32)
-            for t in np.nonzero(dist)[0]:
-                x_t = states[t].copy()
-                p1 = float(jax.nn.sigmoid(boltzmann.unit_logit(params, jnp.asarray(x_t), i)))
-                for val, pr in ((1.0, p1), (0.0, 1 - p1)):
-                    x_t[i] = val
-                    new[int(exact.state_index(jnp.asarray(x_t[None]))[0])] += dist[t] * pr
-            dist = new
-        K[s] = dist
+    K = bm_sweep_matrix(params, range(5))
     q = np.full(32, 1 / 32) @ np.linalg.matrix_power(K, n_sweeps)
     mix = tv(q, p)
     err = tv(histogram(exact.state_index(x), 32), p)
