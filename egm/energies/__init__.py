@@ -1,7 +1,17 @@
 """Pure energy functions and parameter pytrees of undirected models."""
 
-from egm.energies import boltzmann, rbm
+from egm.energies import boltzmann, grbm, rbm
 from egm.energies.boltzmann import BMParams
+from egm.energies.grbm import GRBMParams, GRBMState
 from egm.energies.rbm import RBMParams, RBMState
 
-__all__ = ["BMParams", "RBMParams", "RBMState", "boltzmann", "rbm"]
+__all__ = [
+    "BMParams",
+    "GRBMParams",
+    "GRBMState",
+    "RBMParams",
+    "RBMState",
+    "boltzmann",
+    "grbm",
+    "rbm",
+]

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from egm.energies import boltzmann, rbm
+from egm.energies import boltzmann, grbm, rbm
 from egm.energies.boltzmann import BMParams
 from egm.energies.rbm import RBMParams
 from egm.errors import ConfigError
@@ -104,3 +104,15 @@ def bm_log_likelihood(params: BMParams, v: Float[Array, "N V"]) -> Float[Array, 
         return jax.nn.logsumexp(jax.vmap(lambda s: -boltzmann.energy(params, s))(x))
 
     return jax.vmap(one)(v) - log_z
+
+
+def grbm_log_partition(params: grbm.GRBMParams) -> Float[Array, ""]:
+    """Exact ``log Z`` of a Gaussian–Bernoulli RBM: enumerate ``h``, integrate ``v`` analytically."""
+    hs = all_binary_states(params.W.shape[1])
+    return jax.nn.logsumexp(-jax.vmap(lambda h: grbm.free_energy_hidden(params, h))(hs))
+
+
+def grbm_hidden_distribution(params: grbm.GRBMParams) -> Float[Array, " 2**H"]:
+    """Exact marginal ``p(h)`` over all hidden states (``∝ exp(-F_h(h))``)."""
+    hs = all_binary_states(params.W.shape[1])
+    return jax.nn.softmax(-jax.vmap(lambda h: grbm.free_energy_hidden(params, h))(hs))
