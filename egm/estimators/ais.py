@@ -34,7 +34,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from egm.data.validate import check_binary, check_shape
-from egm.energies import rbm
+from egm.energies import grbm, rbm
 from egm.energies.rbm import RBMParams
 from egm.errors import ConfigError
 
@@ -90,23 +90,16 @@ def _log_f(beta, a_v, b_v, x):
     return (1.0 - beta) * a_v + beta * b_v + jnp.sum(jax.nn.softplus(beta * x))
 
 
-def _anneal(key, params, base_b, v0, betas_from, betas_to):
-    """Run the chains through the temperature pairs and accumulate log weights.
+def anneal(key: PRNGKeyArray, chain_step, v0, betas_from, betas_to):
+    """The generic AIS loop: a ``lax.scan`` over temperature pairs, chains vmapped.
 
-    At step ``k`` with current visible ``v``: ``log w += log f_{to}(v) - log f_{from}(v)``,
-    then one Gibbs sweep at temperature ``to``.
+    ``chain_step(v, key, beta_from, beta_to) -> (v', Δlog w)`` acts on ONE chain: it adds
+    ``log f_to(v) - log f_from(v)`` to the weight and then applies a transition that leaves
+    ``p_to`` invariant.  Models supply it (:func:`_rbm_chain_step`, :func:`_grbm_chain_step`)
+    so that shared intermediate products (``c + vᵀW``) are computed once.  Returns the final
+    states and the log weights.
     """
-
-    def chain_step(v, key, beta_from, beta_to):
-        k_h, k_v = jax.random.split(key)
-        x = rbm.hidden_preactivation(params, v)
-        a_v, b_v = base_b @ v, params.b @ v
-        dw = _log_f(beta_to, a_v, b_v, x) - _log_f(beta_from, a_v, b_v, x)
-        h = rbm.bernoulli_logits(k_h, beta_to * x)
-        v_logits = (1.0 - beta_to) * base_b + beta_to * rbm.visible_preactivation(params, h)
-        return rbm.bernoulli_logits(k_v, v_logits), dw
-
-    n_chains = v0.shape[0]
+    n_chains = jax.tree_util.tree_leaves(v0)[0].shape[0]
 
     def body(carry, inp):
         v, logw = carry
@@ -121,6 +114,25 @@ def _anneal(key, params, base_b, v0, betas_from, betas_to):
         body, (v0, jnp.zeros((n_chains,), jnp.float32)), (keys, betas_from, betas_to)
     )
     return v, logw
+
+
+def _rbm_chain_step(params, base_b):
+    """Binary RBM on the base-rate path: one ``vW`` and one ``hWᵀ`` per temperature."""
+
+    def chain_step(v, key, beta_from, beta_to):
+        k_h, k_v = jax.random.split(key)
+        x = rbm.hidden_preactivation(params, v)
+        a_v, b_v = base_b @ v, params.b @ v
+        dw = _log_f(beta_to, a_v, b_v, x) - _log_f(beta_from, a_v, b_v, x)
+        h = rbm.bernoulli_logits(k_h, beta_to * x)
+        v_logits = (1.0 - beta_to) * base_b + beta_to * rbm.visible_preactivation(params, h)
+        return rbm.bernoulli_logits(k_v, v_logits), dw
+
+    return chain_step
+
+
+def _anneal(key, params, base_b, v0, betas_from, betas_to):
+    return anneal(key, _rbm_chain_step(params, base_b), v0, betas_from, betas_to)
 
 
 def _summarise(log_w):
@@ -217,3 +229,64 @@ def _rbm_reverse_ais(key, params, base_b, betas, v_start):
     log_za = base_log_partition(base_b, params.W.shape[1])
     log_mean_w, se, ess = _summarise(log_w)
     return AISResult(log_za - log_mean_w, se, ess, log_w, log_za, v)
+
+
+def grbm_ais(
+    key: PRNGKeyArray,
+    params: grbm.GRBMParams,
+    base_mean: Float[Array, " V"],
+    base_log_beta: Float[Array, " V"],
+    *,
+    n_chains: int = 100,
+    betas: Float[Array, " K1"] | np.ndarray | None = None,
+) -> AISResult:
+    r"""Forward AIS for ``log Z`` of a Gaussian–Bernoulli RBM from a Gaussian base model.
+
+    Base ``A``: ``v ~ N(base_mean, diag(1/β_A))`` with free hidden units, so
+    ``log Z_A = ½ Σ log(2π/β_A) + H log 2``.  On the joint geometric path, ``p_β(v|h)`` is
+    Gaussian with precision ``β' = (1-β)β_A + β β_B`` and mean
+    ``((1-β)β_A b_A + β β_B (b + W h)) / β'``, and ``P(h=1|v) = σ(β (c + Wᵀ(β_B ⊙ v)))``;
+    ``log f_β(v) = -½ Σ[(1-β)β_A (v-b_A)² + β β_B (v-b)²] + Σ softplus(β (c + Wᵀ(β_B ⊙ v)))``.
+    """
+    betas = np.asarray(betas_salakhutdinov_murray() if betas is None else betas, np.float32)
+    if betas.ndim != 1 or betas[0] != 0.0 or betas[-1] != 1.0 or np.any(np.diff(betas) < 0):
+        raise ConfigError("betas must be a non-decreasing 1-D schedule from 0.0 to 1.0 inclusive")
+    if n_chains < 2:
+        raise ConfigError(f"AIS needs at least 2 chains for a standard error, got {n_chains}")
+    return _grbm_ais(
+        key,
+        params,
+        jnp.asarray(base_mean, jnp.float32),
+        jnp.asarray(base_log_beta, jnp.float32),
+        jnp.asarray(betas),
+        n_chains,
+    )
+
+
+@jax.jit(static_argnums=(5,))
+def _grbm_ais(key, params, base_mean, base_log_beta, betas, n_chains):
+    beta_a, beta_b = jnp.exp(base_log_beta), jnp.exp(params.log_beta)
+
+    def log_f(t, v, x):
+        quad = (1 - t) * beta_a * (v - base_mean) ** 2 + t * beta_b * (v - params.b) ** 2
+        return -0.5 * jnp.sum(quad) + jnp.sum(jax.nn.softplus(t * x))
+
+    def chain_step(v, key, t_from, t_to):
+        k_h, k_v = jax.random.split(key)
+        x = grbm.hidden_preactivation(params, v)
+        dw = log_f(t_to, v, x) - log_f(t_from, v, x)
+        h = rbm.bernoulli_logits(k_h, t_to * x)
+        prec = (1 - t_to) * beta_a + t_to * beta_b
+        mean = (
+            (1 - t_to) * beta_a * base_mean + t_to * beta_b * grbm.visible_mean(params, h)
+        ) / prec
+        v = mean + jax.random.normal(k_v, v.shape, v.dtype) / jnp.sqrt(prec)
+        return v, dw
+
+    k0, k1 = jax.random.split(key)
+    V, H = params.W.shape
+    v0 = base_mean + jax.random.normal(k0, (n_chains, V)) / jnp.sqrt(beta_a)
+    v, log_w = anneal(k1, chain_step, v0, betas[:-1], betas[1:])
+    log_za = 0.5 * jnp.sum(jnp.log(2 * jnp.pi) - base_log_beta) + H * jnp.log(2.0)
+    log_mean_w, se, ess = _summarise(log_w)
+    return AISResult(log_za + log_mean_w, se, ess, log_w, log_za, v)
