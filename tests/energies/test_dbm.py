@@ -1,0 +1,99 @@
+"""Deep Boltzmann machine: energy, block Gibbs against the exact joint, mean-field inference."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _stats import bm_sweep_matrix, histogram, tv, tv_tolerance
+
+from egm.energies import boltzmann, dbm
+from egm.estimators import exact
+from egm.samplers import block_gibbs, run
+
+SIZES = (3, 2, 2)
+
+
+def _dbm(seed, scale=1.0):
+    k = jax.random.split(jax.random.key(seed), 2 * len(SIZES))
+    weights = tuple(
+        scale * jax.random.normal(k[i], (a, b))
+        for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:], strict=True))
+    )
+    biases = tuple(0.5 * jax.random.normal(k[3 + i], (n,)) for i, n in enumerate(SIZES))
+    return dbm.DBMParams(weights, biases)
+
+
+def _split(x):
+    return tuple(jnp.split(x, np.cumsum(SIZES)[:-1]))
+
+
+def test_energy_equals_general_bm_form():
+    p = _dbm(0)
+    bm = dbm.to_boltzmann(p)
+    for x in exact.all_binary_states(sum(SIZES)):
+        np.testing.assert_allclose(
+            dbm.energy(p, _split(x)), boltzmann.energy(bm, x), rtol=1e-5, atol=1e-5
+        )
+
+
+def test_block_gibbs_matches_exact_joint():
+    """20000 independent chains; tolerance as in tests/_stats.py, with the mixing bias from
+    the exact transition matrix of one odd-then-even sweep (units of one parity are
+    conditionally independent, so a sequential scan in that order has the same kernel)."""
+    p = _dbm(1, scale=1.5)
+    m, n_sweeps = 20000, 40
+    x0 = jax.random.bernoulli(jax.random.key(2), 0.5, (m, sum(SIZES))).astype(jnp.float32)
+    states = jax.vmap(_split)(x0)
+    states, _ = jax.jit(run, static_argnums=(0, 4))(
+        block_gibbs(dbm.BLOCKS), jax.random.key(3), states, p, n_sweeps
+    )
+    idx = exact.state_index(jnp.concatenate(states, axis=1))
+    bm = dbm.to_boltzmann(p)
+    p_exact = np.asarray(exact.bm_distribution(bm))
+    odd, even = [3, 4], [0, 1, 2, 5, 6]  # layer 1 = units 3-4; layers 0 and 2
+    K = bm_sweep_matrix(bm, odd + even)
+    # bm_sweep_matrix indexes states of the updated units in the order given: map to natural order
+    order = odd + even
+    perm = [
+        int(exact.state_index(jnp.asarray(s)[None, np.argsort(order)])[0])
+        for s in np.asarray(exact.all_binary_states(7))
+    ]
+    Kn = np.zeros_like(K)
+    Kn[np.ix_(perm, perm)] = K
+    q = np.full(128, 1 / 128) @ np.linalg.matrix_power(Kn, n_sweeps)
+    err = tv(histogram(idx, 128), p_exact)
+    assert err < tv_tolerance(p_exact, m) + tv(q, p_exact), (err, tv(q, p_exact))
+
+
+def _exact_posterior_means(p, v):
+    bm = dbm.to_boltzmann(p)
+    H = sum(SIZES[1:])
+    hs = exact.all_binary_states(H)
+    x = jnp.concatenate([jnp.broadcast_to(v, (hs.shape[0], SIZES[0])), hs], axis=1)
+    w = jax.nn.softmax(-jax.vmap(lambda s: boltzmann.energy(bm, s))(x))
+    return w @ hs
+
+
+def test_mean_field_is_exact_when_upper_weights_are_zero():
+    """With W_2 = 0 the posterior factorises: Q(h1|v) = σ(b1 + W1ᵀv), Q(h2) = σ(b2) exactly."""
+    p = _dbm(4)
+    p = p._replace(weights=(p.weights[0], jnp.zeros_like(p.weights[1])))
+    v = jnp.array([1.0, 0.0, 1.0])
+    mu, info = dbm.mean_field(p, v, tol=1e-7)
+    np.testing.assert_allclose(jnp.concatenate(mu), _exact_posterior_means(p, v), atol=1e-5)
+    assert int(info.n_iter) <= 3
+
+
+def test_mean_field_fixed_point_and_unrolled_version():
+    p = _dbm(5, scale=0.8)
+    v = jnp.array([0.0, 1.0, 1.0])
+    mu, info = dbm.mean_field(p, v, tol=1e-6, damping=0.3)
+    assert float(info.residual) <= 1e-6 and int(info.n_iter) < 200
+    state = (v, *mu)
+    for l in (1, 2):  # the fixed point satisfies μ_l = σ(b_l + W_lᵀμ_{l-1} + W_{l+1}μ_{l+1})
+        np.testing.assert_allclose(
+            mu[l - 1], jax.nn.sigmoid(dbm.layer_logits(p, state, l)), atol=1e-5
+        )
+    unrolled = dbm.mean_field_unrolled(p, v, 50)
+    np.testing.assert_allclose(jnp.concatenate(unrolled), jnp.concatenate(mu), atol=1e-5)
+    g = jax.grad(lambda q: jnp.sum(jnp.concatenate(dbm.mean_field_unrolled(q, v, 10))))(p)
+    assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(g))
