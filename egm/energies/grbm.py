@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from egm.energies.rbm import bernoulli_logits
+from egm.energies.rbm import RBMState, bernoulli_logits, bipartite_blocks
 from egm.errors import ConfigError
 
 
@@ -37,9 +37,8 @@ class GRBMParams(NamedTuple):
     log_beta: Float[Array, " V"]
 
 
-class GRBMState(NamedTuple):
-    v: Float[Array, " V"]
-    h: Float[Array, " H"]
+#: The chain state of a GRBM: the same ``(v, h)`` pair as the binary RBM's.
+GRBMState = RBMState
 
 
 def init(
@@ -116,13 +115,5 @@ def sample_visible(
     return visible_mean(params, h) + std * jax.random.normal(key, params.b.shape, params.b.dtype)
 
 
-def _update_hidden(key, params, state: GRBMState) -> GRBMState:
-    return state._replace(h=sample_hidden(key, params, state.v))
-
-
-def _update_visible(key, params, state: GRBMState) -> GRBMState:
-    return state._replace(v=sample_visible(key, params, state.h))
-
-
 #: Conditional block samplers (h | v, then v | h) for :func:`egm.samplers.block_gibbs`.
-BLOCKS = (_update_hidden, _update_visible)
+BLOCKS = bipartite_blocks(sample_hidden, sample_visible)

@@ -150,16 +150,23 @@ def sample_visible(
     return bernoulli_logits(key, visible_preactivation(params, h))
 
 
-def _update_hidden(key: PRNGKeyArray, params: RBMParams, state: RBMState) -> RBMState:
-    return state._replace(h=sample_hidden(key, params, state.v))
+def bipartite_blocks(sample_h, sample_v) -> tuple:
+    """Block updates ``(h | v, v | h)`` of any two-layer model whose state is an
+    :class:`RBMState`, from its conditional samplers ``sample_h(key, params, v)`` and
+    ``sample_v(key, params, h)`` (shared by the binary and the Gaussian–Bernoulli RBM)."""
+
+    def update_hidden(key, params, state: RBMState) -> RBMState:
+        return state._replace(h=sample_h(key, params, state.v))
+
+    def update_visible(key, params, state: RBMState) -> RBMState:
+        return state._replace(v=sample_v(key, params, state.h))
+
+    return (update_hidden, update_visible)
 
 
-def _update_visible(key: PRNGKeyArray, params: RBMParams, state: RBMState) -> RBMState:
-    return state._replace(v=sample_visible(key, params, state.h))
-
-
-#: Conditional block samplers in sweep order (h | v, then v | h); see :func:`egm.samplers.block_gibbs`.
-BLOCKS = (_update_hidden, _update_visible)
+#: Conditional block samplers in sweep order (h | v, then v | h); see
+#: :func:`egm.samplers.block_gibbs`.
+BLOCKS = bipartite_blocks(sample_hidden, sample_visible)
 
 
 def init_state(params: RBMParams, v: Float[Array, " V"]) -> RBMState:
