@@ -150,3 +150,18 @@ def mean_field_unrolled(
         lambda mu, _: (_mf_update(params, v, mu, damping), None), mu0, None, length=n_iter
     )
     return mu
+
+
+def variational_bound(params: DBMParams, v: Float[Array, " V"], mu: tuple) -> Float[Array, ""]:
+    r"""``-E_Q[E(v, h)] + H(Q) ≤ log Σ_h exp(-E(v, h))`` for a factorial ``Q`` with means ``mu``
+    (§20.4.2, eq. 20.31); subtract ``log Z`` for the bound on ``log p(v)``.
+
+    Exact when ``Q`` is the true posterior (e.g. when that posterior factorises).  Under a
+    factorial ``Q`` the energy is multilinear across layers, so ``E_Q`` replaces every
+    hidden layer by its means.
+    """
+    state = (v, *mu)
+    e = energy(params, state)
+    eps = 1e-7
+    ent = sum(-jnp.sum(m * jnp.log(m + eps) + (1 - m) * jnp.log(1 - m + eps)) for m in mu)
+    return -e + ent

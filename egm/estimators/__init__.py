@@ -1,7 +1,7 @@
 """Estimators: contrastive gradients, exact enumeration, annealed importance sampling."""
 
 from egm.estimators import ais, bm_sml, contrastive, exact
-from egm.estimators.ais import AISResult, grbm_ais, rbm_ais, rbm_reverse_ais
+from egm.estimators.ais import AISResult, dbm_ais, grbm_ais, rbm_ais, rbm_reverse_ais
 from egm.estimators.contrastive import cd_gradient, centered_gradient, pcd_gradient
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "cd_gradient",
     "centered_gradient",
     "contrastive",
+    "dbm_ais",
     "exact",
     "grbm_ais",
     "pcd_gradient",

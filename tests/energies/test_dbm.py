@@ -97,3 +97,18 @@ def test_mean_field_fixed_point_and_unrolled_version():
     np.testing.assert_allclose(jnp.concatenate(unrolled), jnp.concatenate(mu), atol=1e-5)
     g = jax.grad(lambda q: jnp.sum(jnp.concatenate(dbm.mean_field_unrolled(q, v, 10))))(p)
     assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(g))
+
+
+def test_variational_bound_is_below_exact_and_tight_when_factorial():
+    bm_exact = lambda p, v: float(
+        exact.bm_log_likelihood(dbm.to_boltzmann(p), v[None])[0]
+        + exact.bm_log_partition(dbm.to_boltzmann(p))
+    )  # log Σ_h exp(-E(v, h))
+    v = jnp.array([1.0, 1.0, 0.0])
+    p = _dbm(6, scale=1.5)
+    mu, _ = dbm.mean_field(p, v, tol=1e-7)
+    assert float(dbm.variational_bound(p, v, mu)) <= bm_exact(p, v) + 1e-5
+    assert bm_exact(p, v) - float(dbm.variational_bound(p, v, mu)) > 1e-3  # strictly below here
+    p0 = p._replace(weights=(p.weights[0], jnp.zeros_like(p.weights[1])))
+    mu0, _ = dbm.mean_field(p0, v, tol=1e-7)
+    np.testing.assert_allclose(float(dbm.variational_bound(p0, v, mu0)), bm_exact(p0, v), atol=1e-4)

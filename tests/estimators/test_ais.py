@@ -152,3 +152,24 @@ def test_grbm_ais_matches_exact(seed, scale):
     )
     truth = float(exact.grbm_log_partition(p))
     assert abs(float(res.log_z) - truth) < _tol(res.log_z_se), (float(res.log_z), truth)
+
+
+@pytest.mark.parametrize(("seed", "sizes", "scale"), [(0, (4, 3, 2), 1.0), (1, (5, 3, 4, 2), 1.5)])
+def test_dbm_ais_matches_exact(seed, sizes, scale):
+    """DBMs with 2 and 3 hidden layers; exact log Z by enumerating all units (general-BM form)."""
+    from egm.energies import dbm
+
+    ks = jax.random.split(jax.random.key(seed), 2 * len(sizes))
+    weights = tuple(
+        scale * jax.random.normal(ks[i], (a, b))
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
+    )
+    biases = tuple(0.5 * jax.random.normal(ks[len(sizes) + i], (n,)) for i, n in enumerate(sizes))
+    p = dbm.DBMParams(weights, biases)
+    res = ais.dbm_ais(jax.random.key(seed + 7), p, jnp.zeros(sizes[0]), n_chains=500, betas=BETAS)
+    truth = float(exact.bm_log_partition(dbm.to_boltzmann(p)))
+    assert abs(float(res.log_z) - truth) < _tol(res.log_z_se), (
+        float(res.log_z),
+        truth,
+        float(res.log_z_se),
+    )
