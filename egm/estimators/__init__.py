@@ -1,6 +1,6 @@
 """Estimators: contrastive gradients, exact enumeration, annealed importance sampling."""
 
-from egm.estimators import ais, bm_sml, contrastive, exact
+from egm.estimators import ais, bm_sml, contrastive, dbm_pcd, exact
 from egm.estimators.ais import AISResult, dbm_ais, grbm_ais, rbm_ais, rbm_reverse_ais
 from egm.estimators.contrastive import cd_gradient, centered_gradient, pcd_gradient
 
@@ -12,6 +12,7 @@ __all__ = [
     "centered_gradient",
     "contrastive",
     "dbm_ais",
+    "dbm_pcd",
     "exact",
     "grbm_ais",
     "pcd_gradient",
