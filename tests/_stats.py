@@ -121,3 +121,18 @@ def bm_sweep_matrix(params, update_units, clamp: np.ndarray | None = None) -> np
         for j, pr in dist.items():
             K[s, j] = pr
     return K
+
+
+def random_dbm(seed: int, sizes: tuple[int, ...], scale: float, bias_scale: float = 0.5):
+    """A DBM with N(0, scale²) weights and N(0, bias_scale²) biases."""
+    from egm.energies import dbm
+
+    k = jax.random.split(jax.random.key(seed), 2 * len(sizes))
+    weights = tuple(
+        scale * jax.random.normal(k[i], (a, b))
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))
+    )
+    biases = tuple(
+        bias_scale * jax.random.normal(k[len(sizes) + i], (n,)) for i, n in enumerate(sizes)
+    )
+    return dbm.DBMParams(weights, biases)

@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _stats import bm_sweep_matrix, histogram, tv, tv_tolerance
+from _stats import bm_sweep_matrix, histogram, random_dbm, tv, tv_tolerance
 
 from egm.energies import boltzmann, dbm
 from egm.estimators import exact
@@ -13,13 +13,7 @@ SIZES = (3, 2, 2)
 
 
 def _dbm(seed, scale=1.0):
-    k = jax.random.split(jax.random.key(seed), 2 * len(SIZES))
-    weights = tuple(
-        scale * jax.random.normal(k[i], (a, b))
-        for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:], strict=True))
-    )
-    biases = tuple(0.5 * jax.random.normal(k[3 + i], (n,)) for i, n in enumerate(SIZES))
-    return dbm.DBMParams(weights, biases)
+    return random_dbm(seed, SIZES, scale)
 
 
 def _split(x):

@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _stats import Z
+from _stats import Z, random_dbm
 
 from egm.energies import dbm
 from egm.estimators import dbm_pcd, exact
@@ -12,13 +12,7 @@ SIZES = (4, 3, 2)
 
 
 def _dbm(seed, scale=1.0):
-    k = jax.random.split(jax.random.key(seed), 2 * len(SIZES))
-    weights = tuple(
-        scale * jax.random.normal(k[i], (a, b))
-        for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:], strict=True))
-    )
-    biases = tuple(0.3 * jax.random.normal(k[3 + i], (n,)) for i, n in enumerate(SIZES))
-    return dbm.DBMParams(weights, biases)
+    return random_dbm(seed, SIZES, scale, bias_scale=0.3)
 
 
 def _flat(t):
