@@ -85,6 +85,11 @@ def test_ais(capsys):
     assert abs(rec["egm_log_z"] - rec["peer_log_z"]) < tol
 
 
+def test_rng_cpu(capsys):
+    (rec,) = _run("rng_cpu", capsys)
+    assert rec["unit"] == "uniforms/s" and rec["egm"] > 0 and rec["peer_value"] > 0
+
+
 def test_run_all_lists_every_script():
     run_all = _load("run_all")
     scripts = {p.stem for p in BENCH_DIR.glob("*.py") if not p.stem.startswith("_")}

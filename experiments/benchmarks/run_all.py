@@ -14,6 +14,8 @@ thread pools) and never two at once, since they time the same CPU.  The benchmar
   vs scikit-learn's BernoulliRBM (target >= 2x faster).
 * ``ais_rbm``: forward AIS, 100 chains x 14,500 temperatures on a 784x500 RBM
   (target < 20 s), vs a straightforward implementation of the same estimator.
+* ``rng_cpu``: uniform draws/s on CPU under JAX's legacy vs default Threefry lowering
+  (why egm's experiments use the legacy one on CPU).
 
 Peers (thrml, scikit-learn) come with ``pip install -e '.[bench]'``; a missing one gives
 a JSON line with ``"skipped"`` instead of a ratio.  Remaining arguments are passed to
@@ -29,7 +31,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("gibbs_rbm", "pcd_epoch", "ais_rbm")
+SCRIPTS = ("gibbs_rbm", "pcd_epoch", "ais_rbm", "rng_cpu")
 
 
 def main(argv: list[str] | None = None) -> int:
