@@ -88,5 +88,8 @@ def test_sml_training_increases_exact_likelihood():
     for t in range(300):
         p, state, chains = step(p, state, chains, jax.random.key(100 + t))
     after = float(jnp.mean(exact.bm_log_likelihood(p, v_data)))
-    assert after > before + 0.3, (before, after)
+    assert after > before + 0.3, (
+        before,
+        after,
+    )  # deterministic given the keys; a fraction of the gain
     np.testing.assert_allclose(p.U, p.U.T, atol=1e-6)

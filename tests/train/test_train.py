@@ -167,7 +167,10 @@ def test_training_increases_exact_likelihood():
         state, _data(), epoch_fn=jax.jit(epoch), key=jax.random.key(3), n_epochs=30, progress=False
     )
     after = float(jnp.mean(exact.rbm_log_likelihood(state.params, _data())))
-    assert after > before + 0.5, (before, after)
+    assert after > before + 0.5, (
+        before,
+        after,
+    )  # deterministic given the keys; a fraction of the gain
 
 
 def test_bad_training_data_is_rejected_before_training():
