@@ -138,3 +138,15 @@ def check_binary(x: ArrayLike, name: str = "data") -> None:
             f"max {_num(float(arr.max()))}, {pct} non-binary); a Bernoulli-Bernoulli RBM "
             "needs binary data: binarize with egm.data.binarize_fixed or binarize_threshold"
         )
+
+
+def binary_data_check(n_visible: int, dynamic: bool = False):
+    """A host-side check of training data for a binary-visible model, to pass to
+    ``egm.train.fit(data_check=...)``: ``(N, n_visible)``, finite, and binary — or grey
+    values in [0, 1] when the train step re-binarizes dynamically (``dynamic``)."""
+
+    def check(x: ArrayLike) -> None:
+        check_shape(x, n_visible, "training data")
+        (check_unit_interval if dynamic else check_binary)(x, "training data")
+
+    return check

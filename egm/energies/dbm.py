@@ -107,6 +107,30 @@ def _mf_update(params: DBMParams, v, mu: tuple, damping: float) -> tuple:
     return tuple(state[1:])
 
 
+MF_INITS = ("half", "bottom_up")
+
+
+def mean_field_init(params: DBMParams, v: Float[Array, " V"], init: str = "half") -> tuple:
+    """Starting point of the mean-field iteration.
+
+    ``"half"``: every ``μ_l = 0.5``.  ``"bottom_up"``: the recognition pass of Salakhutdinov &
+    Hinton (2009) for pretrained DBMs, ``μ_l = σ(b_l + 2 W_lᵀ μ_{l-1})`` with the input from
+    below doubled to stand in for the missing top-down input, and ``μ_L = σ(b_L + W_Lᵀ
+    μ_{L-1})`` for the top layer (which has no layer above).
+    """
+    if init == "half":
+        return tuple(jnp.full_like(b, 0.5) for b in params.biases[1:])
+    if init != "bottom_up":
+        raise ConfigError(f"mean-field init must be one of {MF_INITS}, got {init!r}")
+    mu, below = [], v
+    L = len(params.biases) - 1
+    for l in range(1, L + 1):
+        factor = 1.0 if l == L else 2.0
+        below = jax.nn.sigmoid(params.biases[l] + factor * (below @ params.weights[l - 1]))
+        mu.append(below)
+    return tuple(mu)
+
+
 def mean_field(
     params: DBMParams,
     v: Float[Array, " V"],
@@ -114,15 +138,17 @@ def mean_field(
     tol: float = 1e-5,
     max_iter: int = 200,
     damping: float = 0.0,
+    init: str = "half",
 ) -> tuple[tuple, MeanFieldInfo]:
     """Fixed-point iteration for ``Q(h | v) = Π σ(...)`` as a ``while_loop`` with tolerance.
 
-    Starts from ``μ_l = 0.5``.  Returns the hidden means and the iterations used with the final residual.  For
+    Starts from :func:`mean_field_init` (``init``).  Returns the hidden means and the
+    iterations used with the final residual (max-abs change of one undamped sweep).  For
     gradients through inference use :func:`mean_field_unrolled`.
     """
     if not 0.0 <= damping < 1.0:
         raise ConfigError(f"damping must be in [0, 1), got {damping}")
-    mu0 = tuple(jnp.full_like(b, 0.5) for b in params.biases[1:])
+    mu0 = mean_field_init(params, v, init)
 
     def residual(mu):
         nxt = _mf_update(params, v, mu, 0.0)
@@ -142,10 +168,14 @@ def mean_field(
 
 
 def mean_field_unrolled(
-    params: DBMParams, v: Float[Array, " V"], n_iter: int, damping: float = 0.0
+    params: DBMParams,
+    v: Float[Array, " V"],
+    n_iter: int,
+    damping: float = 0.0,
+    init: str = "half",
 ) -> tuple:
     """``n_iter`` mean-field sweeps as a fixed-length ``scan``: differentiable end to end."""
-    mu0 = tuple(jnp.full_like(b, 0.5) for b in params.biases[1:])
+    mu0 = mean_field_init(params, v, init)
     mu, _ = jax.lax.scan(
         lambda mu, _: (_mf_update(params, v, mu, damping), None), mu0, None, length=n_iter
     )
@@ -165,3 +195,94 @@ def variational_bound(params: DBMParams, v: Float[Array, " V"], mu: tuple) -> Fl
     eps = 1e-7
     ent = sum(-jnp.sum(m * jnp.log(m + eps) + (1 - m) * jnp.log(1 - m + eps)) for m in mu)
     return -e + ent
+
+
+# ---------------------------------------------------------------------------------------------
+# Centering (Montavon & Müller 2012, §20.4.5)
+
+
+def from_centered(params_c: DBMParams, offsets: tuple) -> DBMParams:
+    r"""The ordinary parameters of a centered DBM.
+
+    The centered energy with offsets ``μ_l`` (one per layer) is
+
+    .. math:: E_c(x) = -\sum_l \tilde b_l^\top (x_l - μ_l)
+              - \sum_{l} (x_{l-1} - μ_{l-1})^\top W_l (x_l - μ_l),
+
+    which expands to the ordinary energy with the same ``W`` and
+    ``b_l = \tilde b_l - W_lᵀ μ_{l-1} - W_{l+1} μ_{l+1}`` plus a constant: the two
+    parameterisations define the same distribution (:func:`centered_energy`).
+    """
+    _check_offsets(params_c, offsets)
+    L = len(params_c.biases)
+    biases = []
+    for l in range(L):
+        b = params_c.biases[l]
+        if l > 0:
+            b = b - offsets[l - 1] @ params_c.weights[l - 1]
+        if l < L - 1:
+            b = b - params_c.weights[l] @ offsets[l + 1]
+        biases.append(b)
+    return DBMParams(params_c.weights, tuple(biases))
+
+
+def to_centered(params: DBMParams, offsets: tuple) -> DBMParams:
+    """Inverse of :func:`from_centered`: ``b̃_l = b_l + W_lᵀ μ_{l-1} + W_{l+1} μ_{l+1}``."""
+    return from_centered(params, tuple(-m for m in offsets))
+
+
+def centered_energy(params_c: DBMParams, offsets: tuple, state: tuple) -> Float[Array, ""]:
+    """``E_c(x)`` of :func:`from_centered` for a single state (tuple of layer vectors)."""
+    e = -sum(b @ (x - m) for b, x, m in zip(params_c.biases, state, offsets, strict=True))
+    return e - sum(
+        (state[i] - offsets[i]) @ w @ (state[i + 1] - offsets[i + 1])
+        for i, w in enumerate(params_c.weights)
+    )
+
+
+def _check_offsets(params: DBMParams, offsets: tuple) -> None:
+    shapes = [b.shape for b in params.biases]
+    got = [jnp.shape(m) for m in offsets]
+    if got != shapes:
+        raise ConfigError(f"offsets must have one vector per layer with shapes {shapes}, got {got}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Layer-wise pretraining (Salakhutdinov & Hinton 2009, §20.4.4)
+
+
+def from_pretrained_rbms(rbms) -> DBMParams:
+    r"""Compose a stack of RBMs, pretrained for a DBM, into DBM parameters.
+
+    The stack (``rbms[0]`` at the bottom, each an :class:`~egm.energies.rbm.RBMParams` whose
+    hidden layer is the next one's visible layer) must have been trained as in
+    Salakhutdinov & Hinton (2009): the bottom RBM with two tied copies of its visible layer
+    (so it infers ``h¹`` from ``2 W₁ᵀ v``), the top one with two tied copies of its hidden
+    layer, any middle ones as ordinary RBMs.  In the DBM every hidden layer receives input
+    from both neighbours, so
+
+    - bottom and top weights are kept (each already carries the doubled input the DBM
+      receives from two sides), middle weights are halved;
+    - the visible bias is the bottom RBM's, the top bias the top RBM's hidden bias, and each
+      middle layer's bias is the mean of the two RBMs' biases for that layer, so that its
+      DBM conditional is the average of the two RBMs' logits:
+      ``σ(½[(c₁ + 2W₁ᵀv) + (b₂ + 2W₂h²)]) = σ(½(c₁+b₂) + W₁ᵀv + W₂h²)``.
+
+    A single RBM gives a one-hidden-layer DBM with its own parameters.
+    """
+    rbms = list(rbms)
+    if not rbms:
+        raise ConfigError("from_pretrained_rbms needs at least one RBM")
+    for i, (a, b) in enumerate(zip(rbms[:-1], rbms[1:], strict=False)):
+        if a.W.shape[1] != b.W.shape[0]:
+            raise ConfigError(
+                f"RBM {i} has {a.W.shape[1]} hidden units but RBM {i + 1} has {b.W.shape[0]} "
+                f"visible units; a stack must chain hidden layer to visible layer"
+            )
+    n = len(rbms)
+    weights = tuple(r.W if (i == 0 or i == n - 1) else 0.5 * r.W for i, r in enumerate(rbms))
+    biases = [rbms[0].b]
+    for i in range(n - 1):
+        biases.append(0.5 * (rbms[i].c + rbms[i + 1].b))
+    biases.append(rbms[-1].c)
+    return DBMParams(weights, tuple(biases))

@@ -28,7 +28,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from egm.energies import rbm
+from egm.energies.dbm import DBMParams
 from egm.energies.rbm import RBMParams, RBMState
+from egm.estimators.dbm_pcd import centered_gradient as _layered_centered_gradient
 from egm.samplers.gibbs import Kernel, block_gibbs, run
 
 Params = Any
@@ -148,7 +150,5 @@ def centered_gradient(
     it is the identity.  Works for the loss gradients this module returns (the map is
     linear, so the sign convention carries through).
     """
-    dW = grads.W - jnp.outer(mu, grads.c) - jnp.outer(grads.b, lam)
-    db = grads.b - dW @ lam
-    dc = grads.c - dW.T @ mu
-    return RBMParams(W=dW, b=db, c=dc)
+    g = _layered_centered_gradient(DBMParams((grads.W,), (grads.b, grads.c)), (mu, lam))
+    return RBMParams(W=g.weights[0], b=g.biases[0], c=g.biases[1])

@@ -1,0 +1,196 @@
+"""Train-step factory for deep Boltzmann machines (§20.4.3–20.4.5).
+
+Joint training by PCD/SML: a mean-field positive phase (:func:`egm.energies.dbm.mean_field_unrolled`),
+persistent odd/even block-Gibbs chains in the train state, and optionally the centered
+gradient of Montavon & Müller (2012), which lets a DBM train from random initialisation
+without greedy pretraining.  Parameters stay in the ordinary ``(W, b)`` form, so every
+sampler, AIS and checkpoint function applies unchanged; centering only changes the
+direction of the step (:func:`egm.estimators.dbm_pcd.centered_gradient`).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from egm.energies import dbm
+from egm.energies.dbm import DBMParams
+from egm.errors import ConfigError
+from egm.estimators.dbm_pcd import centered_gradient, pcd_gradient
+
+STEP_BINARIZATIONS = ("none", "dynamic")
+
+
+class DBMTrainState(NamedTuple):
+    """Everything that changes during DBM training (a pytree without PRNG keys)."""
+
+    params: DBMParams
+    opt_state: Any
+    chains: tuple  # one (M, n_l) batch per layer
+    offsets: tuple  # one (n_l,) vector per layer (used when centering)
+    step: Array
+
+
+class DBMStepConfig(NamedTuple):
+    """Static choices of a DBM train step.
+
+    ``k``: block-Gibbs sweeps of the persistent chains per update; ``mean_field_iters``:
+    mean-field sweeps of the positive phase, started from ``mean_field_init`` ("half" or
+    "bottom_up", the doubled recognition pass for pretrained DBMs); ``centering``: use the
+    centered gradient with offsets ``μ_0`` = data mean and ``μ_l`` (hidden) moving averages
+    of the data's mean-field means with rate ``offset_rate``; ``binarization``: "none" or
+    "dynamic" (re-draw ``Bernoulli(grey)`` each minibatch).
+
+    Metrics per minibatch: ``mean_h{l}`` (mean of the positive-phase means of layer ``l``) and
+    ``chain_h{l}`` (mean activity of the persistent chains), whose mismatch is a cheap
+    diagnostic of how far the chains are from the data-driven statistics.
+    """
+
+    k: int = 1
+    mean_field_iters: int = 10
+    mean_field_init: str = "half"
+    centering: bool = True
+    offset_rate: float = 0.01
+    binarization: str = "none"
+
+    def validate(self) -> DBMStepConfig:
+        for name in ("k", "mean_field_iters"):
+            val = getattr(self, name)
+            if not isinstance(val, numbers.Integral) or val < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {val!r}")
+        if self.mean_field_init not in dbm.MF_INITS:
+            raise ConfigError(
+                f"mean_field_init must be one of {dbm.MF_INITS}, got {self.mean_field_init!r}"
+            )
+        if not 0.0 < self.offset_rate <= 1.0:
+            raise ConfigError(f"offset_rate must be in (0, 1], got {self.offset_rate}")
+        if self.binarization not in STEP_BINARIZATIONS:
+            raise ConfigError(
+                f"binarization inside the train step must be one of {STEP_BINARIZATIONS}, "
+                f"got {self.binarization!r} (fixed/threshold binarization is done once on the data)"
+            )
+        return self
+
+
+def check_params(params: DBMParams) -> None:
+    """Raise :class:`ConfigError` unless the weights chain the layer sizes of the biases."""
+    sizes = [b.shape for b in params.biases]
+    if len(params.weights) != len(params.biases) - 1:
+        raise ConfigError(
+            f"a DBM with {len(params.biases)} layers needs {len(params.biases) - 1} weight "
+            f"matrices, got {len(params.weights)}"
+        )
+    for l, w in enumerate(params.weights):
+        want = (sizes[l][0], sizes[l + 1][0])
+        if w.shape != want:
+            raise ConfigError(f"weights[{l}] has shape {w.shape}; layer sizes need {want}")
+
+
+def init_centered_params(
+    key: PRNGKeyArray,
+    sizes: tuple[int, ...],
+    data_mean: Float[Array, " V"],
+    *,
+    scale: float = 0.01,
+) -> tuple[DBMParams, tuple]:
+    """Random-initialised DBM for centered training (Montavon & Müller 2012): centered
+    weights ``N(0, scale²)``, centered visible bias ``logit(data mean)``, zero hidden ones,
+    offsets ``(data mean, ½, ..., ½)``.  Returns the ordinary parameters and the offsets."""
+    base = dbm.init(key, sizes, scale=scale)
+    m = jnp.clip(jnp.asarray(data_mean, jnp.float32), 1e-3, 1 - 1e-3)
+    if m.shape != (sizes[0],):
+        raise ConfigError(f"data_mean has shape {m.shape}, expected ({sizes[0]},)")
+    offsets = (m, *(jnp.full((n,), 0.5, jnp.float32) for n in sizes[1:]))
+    biases = (jnp.log(m) - jnp.log1p(-m), *base.biases[1:])
+    return dbm.from_centered(DBMParams(base.weights, biases), offsets), offsets
+
+
+def init_train_state(
+    key: PRNGKeyArray,
+    params: DBMParams,
+    optimizer: optax.GradientTransformation,
+    data_mean: Float[Array, " V"],
+    n_chains: int,
+    offsets: tuple | None = None,
+) -> DBMTrainState:
+    """Initial state: persistent chains with ``v ~ Bernoulli(data mean)`` and the hidden layers
+    drawn by 10 odd/even sweeps from there; offsets as given, else ``(data mean, mean-field
+    means of the data mean)``."""
+    check_params(params)
+    if n_chains < 1:
+        raise ConfigError(f"n_chains must be >= 1, got {n_chains}")
+    data_mean = jnp.array(data_mean, jnp.float32)  # a copy: the epoch donates the state
+    if data_mean.shape != params.biases[0].shape:
+        raise ConfigError(
+            f"data_mean has shape {data_mean.shape} but the DBM has {params.biases[0].shape[0]} "
+            f"visible units; pass the per-pixel mean of the training data, x.mean(0)"
+        )
+    from egm.samplers.gibbs import block_gibbs, run
+
+    k_v, k_h, k_run = jax.random.split(key, 3)
+    v0 = jax.random.bernoulli(k_v, data_mean, (n_chains, data_mean.shape[0])).astype(jnp.float32)
+    hk = jax.random.split(k_h, len(params.biases) - 1)
+    chains = (
+        v0,
+        *(
+            jax.random.bernoulli(k, 0.5, (n_chains, b.shape[0])).astype(jnp.float32)
+            for k, b in zip(hk, params.biases[1:], strict=True)
+        ),
+    )
+    chains, _ = run(block_gibbs(dbm.BLOCKS), k_run, chains, params, 10)
+    if offsets is None:
+        offsets = (data_mean, *dbm.mean_field_unrolled(params, data_mean, 10))
+    offsets = tuple(jnp.array(o, jnp.float32) for o in offsets)
+    dbm._check_offsets(params, offsets)
+    params = jax.tree_util.tree_map(jnp.array, params)
+    return DBMTrainState(params, optimizer.init(params), chains, offsets, jnp.zeros((), jnp.int32))
+
+
+def make_train_step(optimizer: optax.GradientTransformation, config: DBMStepConfig | None = None):
+    """Build ``step(state, batch, key) -> (state, metrics dict)`` for a binary DBM."""
+    config = (config or DBMStepConfig()).validate()
+
+    def step(state: DBMTrainState, batch: Float[Array, "B V"], key: PRNGKeyArray):
+        k_bin, k_est = jax.random.split(key)
+        v = batch
+        if config.binarization == "dynamic":
+            v = jax.random.bernoulli(k_bin, batch).astype(jnp.float32)
+        grads, chains, mu = pcd_gradient(
+            k_est,
+            state.params,
+            v,
+            state.chains,
+            k=config.k,
+            mean_field_iters=config.mean_field_iters,
+            mean_field_init=config.mean_field_init,
+        )
+        offsets = state.offsets
+        if config.centering:
+            r = config.offset_rate
+            hidden = tuple(
+                (1 - r) * o + r * jnp.mean(m, 0) for o, m in zip(offsets[1:], mu, strict=True)
+            )
+            offsets = (offsets[0], *hidden)
+            grads = centered_gradient(grads, offsets)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {}
+        for l, m in enumerate(mu, start=1):
+            metrics[f"mean_h{l}"] = jnp.mean(m)
+            metrics[f"chain_h{l}"] = jnp.mean(chains[l])
+        return DBMTrainState(params, opt_state, chains, offsets, state.step + 1), metrics
+
+    return step
+
+
+def dbm_data_check(n_visible: int, config: DBMStepConfig | None = None):
+    """Host-side check of DBM training data for ``fit(data_check=...)``: ``(N, n_visible)``,
+    finite, binary (or grey in [0, 1] when the step binarizes dynamically)."""
+    from egm.data.validate import binary_data_check
+
+    return binary_data_check(n_visible, config is not None and config.binarization == "dynamic")
