@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from egm.energies import boltzmann
@@ -24,18 +25,25 @@ from egm.energies.boltzmann import BMParams
 from egm.errors import DataError
 
 
-def _sweeps(key, params, x, n_sweeps, update):
+def _sweeps(key, params, x, n_sweeps, update, colors=None):
     def body(x, k):
-        return boltzmann.sequential_gibbs_sweep(k, params, x, update), None
+        if colors is None:
+            return boltzmann.sequential_gibbs_sweep(k, params, x, update), None
+        return boltzmann.chromatic_gibbs_sweep(k, params, x, colors, update), None
 
     return jax.lax.scan(body, x, jax.random.split(key, n_sweeps))[0]
 
 
 def clamped_hidden_samples(
-    key: PRNGKeyArray, params: BMParams, v: Float[Array, "B V"], k_pos: int
+    key: PRNGKeyArray,
+    params: BMParams,
+    v: Float[Array, "B V"],
+    k_pos: int,
+    colors: tuple[np.ndarray, ...] | None = None,
 ) -> Float[Array, "B n"]:
     """Full states ``(v, h)`` with ``h`` after ``k_pos`` Gibbs sweeps of ``p(h | v)`` from a
-    uniform random start, one chain per row of ``v``."""
+    uniform random start, one chain per row of ``v``; sequential sweeps, or chromatic ones
+    when ``colors`` (:func:`egm.energies.boltzmann.greedy_coloring`) is given."""
     n, V = params.a.shape[0], v.shape[1]
     if v.ndim != 2 or V > n:
         raise DataError(f"v has shape {v.shape}; expected (batch, n_visible) with n_visible <= {n}")
@@ -44,7 +52,7 @@ def clamped_hidden_samples(
     x = jnp.concatenate([v, h0], axis=1)
     update = jnp.arange(n) >= V
     keys = jax.random.split(k1, v.shape[0])
-    return jax.vmap(lambda k, x0: _sweeps(k, params, x0, k_pos, update))(keys, x)
+    return jax.vmap(lambda k, x0: _sweeps(k, params, x0, k_pos, update, colors))(keys, x)
 
 
 def sml_gradient(
@@ -55,13 +63,24 @@ def sml_gradient(
     *,
     k_pos: int = 10,
     k_neg: int = 1,
+    colors: tuple[np.ndarray, ...] | None = None,
+    coupling_mask: Array | None = None,
 ) -> tuple[BMParams, Float[Array, "M n"]]:
-    """SML estimate of ``-∇ mean log p(v_data)`` and the advanced persistent ``chains``."""
+    """SML estimate of ``-∇ mean log p(v_data)`` and the advanced persistent ``chains``.
+
+    ``colors``: chromatic sweeps over these colour classes instead of sequential sweeps (same
+    kernel when the colouring is valid for the couplings in use).  ``coupling_mask``: the
+    structure of a sparse BM; the coupling gradient is zeroed outside it, so training keeps
+    ``U`` on the mask (and a colouring of the mask stays valid).
+    """
     k_p, k_n = jax.random.split(key)
-    x_pos = clamped_hidden_samples(k_p, params, v_data, k_pos)
+    x_pos = clamped_hidden_samples(k_p, params, v_data, k_pos, colors)
     keys = jax.random.split(k_n, chains.shape[0])
-    chains = jax.vmap(lambda k, x0: _sweeps(k, params, x0, k_neg, None))(keys, chains)
-    return statistics_gradient(x_pos, chains), chains
+    chains = jax.vmap(lambda k, x0: _sweeps(k, params, x0, k_neg, None, colors))(keys, chains)
+    g = statistics_gradient(x_pos, chains)
+    if coupling_mask is not None:
+        g = g._replace(U=g.U * jnp.asarray(coupling_mask != 0, g.U.dtype))
+    return g, chains
 
 
 def statistics_gradient(x_pos: Float[Array, "B n"], x_neg: Float[Array, "M n"]) -> BMParams:
