@@ -147,3 +147,49 @@ def rng_label() -> str:
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def load_binarized_mnist(cfg: Any) -> tuple[dict, dict, str, dict]:
+    """Train/valid/test splits of MNIST under ``cfg.binarization`` (fields used: ``source``,
+    ``data_dir``, ``binarization``, ``binarization_seed``).
+
+    Returns ``(train_arrays, eval_arrays, source, labels)``: the training arrays are binary
+    except under "dynamic" (grey kept, the train step re-draws them); the evaluation arrays
+    are binary under every protocol (dynamic: one fixed draw, seed ``binarization_seed + 10 +
+    split``); ``labels`` are the integer classes of each split.
+    """
+    from egm import data
+
+    splits = {
+        s: data.load_mnist(s, source=cfg.source, data_dir=cfg.data_dir)
+        for s in ("train", "valid", "test")
+    }
+    out = {}
+    for i, (name, ds) in enumerate(splits.items()):
+        x = ds.x
+        if cfg.binarization == "fixed":
+            x = data.binarize_fixed(x, seed=cfg.binarization_seed + i)
+        elif cfg.binarization == "threshold":
+            x = data.binarize_threshold(x)
+        out[name] = x
+    evals = {
+        name: (
+            x
+            if cfg.binarization != "dynamic"
+            else data.binarize_fixed(x, seed=cfg.binarization_seed + 10 + i)
+        )
+        for i, (name, x) in enumerate(out.items())
+    }
+    labels = {name: np.asarray(ds.y) for name, ds in splits.items()}
+    return out, evals, splits["train"].source, labels
+
+
+def describe_binarization(cfg: Any) -> str:
+    """The protocol sentence stored with every likelihood (see egm.data.describe_protocol)."""
+    from egm import data
+
+    protocol = data.describe_protocol(cfg.binarization, seed=cfg.binarization_seed)
+    if cfg.binarization == "fixed":
+        s = cfg.binarization_seed
+        protocol += f" (train/valid/test drawn with seeds {s}/{s + 1}/{s + 2})"
+    return protocol

@@ -30,7 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import Workdir, log, parse_overrides, rng_label, rng_mode  # noqa: E402
+from _common import (  # noqa: E402
+    Workdir,
+    describe_binarization,
+    load_binarized_mnist,
+    log,
+    parse_overrides,
+    rng_label,
+    rng_mode,
+)
 
 from egm import data, train  # noqa: E402
 from egm.energies import rbm  # noqa: E402
@@ -150,28 +158,8 @@ PRESETS = {
 
 def load(cfg: Config):
     """Train/valid/test splits, binarized by the configured protocol (dynamic: grey kept)."""
-    splits = {
-        s: data.load_mnist(s, source=cfg.source, data_dir=cfg.data_dir)
-        for s in ("train", "valid", "test")
-    }
-    out = {}
-    for i, (name, ds) in enumerate(splits.items()):
-        x = ds.x
-        if cfg.binarization == "fixed":
-            x = data.binarize_fixed(x, seed=cfg.binarization_seed + i)
-        elif cfg.binarization == "threshold":
-            x = data.binarize_threshold(x)
-        out[name] = x
-    # The evaluation sets are binary under every protocol (dynamic: one fixed draw for test).
-    evals = {
-        name: (
-            x
-            if cfg.binarization != "dynamic"
-            else data.binarize_fixed(x, seed=cfg.binarization_seed + 10 + i)
-        )
-        for i, (name, x) in enumerate(out.items())
-    }
-    return out, evals, splits["train"].source
+    out, evals, source, _ = load_binarized_mnist(cfg)
+    return out, evals, source
 
 
 def optimizer_and_step(cfg: Config, n_train: int, **hyper) -> tuple:
@@ -205,10 +193,7 @@ def _run(cfg) -> dict:
     t0 = time.perf_counter()
     arrays, evals, source = load(cfg)
     x_train = jnp.asarray(arrays["train"])
-    protocol = data.describe_protocol(cfg.binarization, seed=cfg.binarization_seed)
-    if cfg.binarization == "fixed":
-        s = cfg.binarization_seed
-        protocol += f" (train/valid/test drawn with seeds {s}/{s + 1}/{s + 2})"
+    protocol = describe_binarization(cfg)
     log(f"data: {source}, train {x_train.shape}, protocol: {protocol}")
 
     root = jax.random.key(cfg.seed)

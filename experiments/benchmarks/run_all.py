@@ -14,6 +14,9 @@ thread pools) and never two at once, since they time the same CPU.  The benchmar
   vs scikit-learn's BernoulliRBM (target >= 2x faster).
 * ``ais_rbm``: forward AIS, 100 chains x 14,500 temperatures on a 784x500 RBM
   (target < 20 s), vs a straightforward implementation of the same estimator.
+* ``gibbs_dbm``: block-Gibbs chain-sweeps/s of a 784-500-1000 DBM, 1000 chains, and
+  mean-field iterations/s on a 10k batch, each vs a hand-written dense reference
+  (target >= 0.9x).
 * ``rng_cpu``: uniform draws/s on CPU under JAX's legacy vs default Threefry lowering
   (why egm's experiments use the legacy one on CPU).
 
@@ -31,7 +34,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("gibbs_rbm", "pcd_epoch", "ais_rbm", "rng_cpu")
+SCRIPTS = ("gibbs_rbm", "pcd_epoch", "ais_rbm", "rng_cpu", "gibbs_dbm")
 
 
 def main(argv: list[str] | None = None) -> int:
