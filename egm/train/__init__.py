@@ -1,6 +1,8 @@
 """Training: optimisers, train-step factories, the epoch scan and loop, sweeps, checkpoints."""
 
+from egm.train import dbm_step
 from egm.train.checkpoint import Checkpointer
+from egm.train.dbm_step import DBMStepConfig, DBMTrainState
 from egm.train.loop import check_divergence, epoch_key, fit, make_epoch, metrics_to_floats
 from egm.train.optim import linear_decay, matrices_only, sgd
 from egm.train.rbm_step import (
@@ -15,10 +17,13 @@ from egm.train.sweep import set_hyperparams, stack, sweep_epoch, sweep_keys, uns
 
 __all__ = [
     "Checkpointer",
+    "DBMStepConfig",
+    "DBMTrainState",
     "Offsets",
     "RBMStepConfig",
     "RBMTrainState",
     "check_divergence",
+    "dbm_step",
     "epoch_key",
     "fit",
     "init_train_state",
