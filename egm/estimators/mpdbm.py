@@ -83,6 +83,53 @@ def _sweep(params, mf: MeanFieldState, v, v_obs, y_obs_value, y_obs):
     return MeanFieldState(tuple(layers), y)
 
 
+def from_centered(params_c: MPDBMParams, offsets: tuple) -> MPDBMParams:
+    """Ordinary parameters of a centered MP-DBM (Montavon & Müller 2012, §20.4.5).
+
+    ``offsets = (μ_0, ..., μ_L, μ_y)``: one vector per layer and one for the label.  The
+    centered energy replaces every unit ``x`` by ``x - μ`` in the couplings and biases; with
+    the label coupling ``-(h^L - μ_L)ᵀU(y - μ_y) - cᵀ(y - μ_y)`` the ordinary label bias is
+    ``c - Uᵀμ_L`` and the top layer's bias gains ``-U μ_y``.  Training the centered
+    parameters (this map is linear and differentiable) keeps hidden units from collapsing
+    into constant "bias units", the failure of uncentered MP training from random init
+    measured in BUILD_NOTES.md.
+    """
+    *layer_offsets, mu_y = offsets
+    base = dbm.from_centered(params_c.dbm, tuple(layer_offsets))
+    biases = list(base.biases)
+    biases[-1] = biases[-1] - params_c.label_W @ mu_y
+    label_b = params_c.label_b - layer_offsets[-1] @ params_c.label_W
+    return MPDBMParams(DBMParams(base.weights, tuple(biases)), params_c.label_W, label_b)
+
+
+def init_centered(
+    key: PRNGKeyArray,
+    sizes: tuple[int, ...],
+    n_classes: int,
+    data_mean: Float[Array, " V"],
+    *,
+    scale: float = 0.01,
+) -> tuple[MPDBMParams, tuple]:
+    """Centered parameters and offsets for MP training from random initialisation.
+
+    Offsets ``(data mean, ½, ..., ½, 1/K)``; centered weights ``N(0, scale²)``, visible bias
+    ``logit(data mean)`` (so the untrained model already predicts every pixel's marginal),
+    other biases zero.  Map to ordinary parameters with :func:`from_centered`.
+    """
+    params = init(key, sizes, n_classes, scale=scale)
+    m = jnp.clip(jnp.asarray(data_mean, jnp.float32), 1e-3, 1 - 1e-3)
+    if m.shape != (sizes[0],):
+        raise ConfigError(f"data_mean has shape {m.shape}, expected ({sizes[0]},)")
+    biases = (jnp.log(m) - jnp.log1p(-m), *params.dbm.biases[1:])
+    params = params._replace(dbm=params.dbm._replace(biases=biases))
+    offsets = (
+        m,
+        *(jnp.full_like(b, 0.5) for b in params.dbm.biases[1:]),
+        jnp.full((n_classes,), 1.0 / n_classes, jnp.float32),
+    )
+    return params, offsets
+
+
 def mean_field(
     params: MPDBMParams,
     v: Float[Array, " V"],

@@ -121,6 +121,46 @@ def test_mp_training_learns_to_classify_and_to_fill_in():
     assert float(loss) < first
 
 
+def test_centered_mpdbm_defines_the_same_distribution():
+    """Energies of the centered and the mapped ordinary parameters differ by one constant
+    over every (v, h, y) of a tiny model (float32 round-off: 1e-4)."""
+    from egm.estimators import exact
+
+    pc = _params(4)
+    k = jax.random.split(jax.random.key(5), 4)
+    offsets = (
+        *(
+            jax.random.uniform(kk, (n,), minval=0.1, maxval=0.9)
+            for kk, n in zip(k[:3], SIZES, strict=True)
+        ),
+        jax.nn.softmax(jax.random.normal(k[3], (K,))),
+    )
+    p = mpdbm.from_centered(pc, offsets)
+
+    def centered_energy(x, y):
+        layers = tuple(jnp.split(x, np.cumsum(SIZES)[:-1]))
+        e = dbm.centered_energy(pc.dbm, offsets[:-1], layers)
+        yc = y - offsets[-1]
+        return e - (layers[-1] - offsets[-2]) @ pc.label_W @ yc - pc.label_b @ yc
+
+    def ordinary(x, y):
+        return mpdbm.energy(p, tuple(jnp.split(x, np.cumsum(SIZES)[:-1])), y)
+
+    xs = exact.all_binary_states(sum(SIZES))
+    diffs = [jax.vmap(lambda x: centered_energy(x, y) - ordinary(x, y))(xs) for y in jnp.eye(K)]
+    d = jnp.concatenate(diffs)
+    assert float(jnp.max(d) - jnp.min(d)) < 1e-4
+
+
+def test_centered_init_predicts_the_pixel_marginals():
+    m = jnp.linspace(0.1, 0.9, SIZES[0])
+    pc, off = mpdbm.init_centered(jax.random.key(0), SIZES, K, m, scale=0.0)
+    p = mpdbm.from_centered(pc, off)
+    mf = mpdbm.mean_field(p, jnp.zeros(SIZES[0]), jnp.zeros(SIZES[0], bool), jnp.zeros(K), False, 3)
+    np.testing.assert_allclose(mf.layers[0], m, rtol=1e-5)
+    np.testing.assert_allclose(mf.y, jnp.full(K, 1 / K), rtol=1e-5)
+
+
 def test_check_params():
     p = _params(3)
     mpdbm.check_params(p)
