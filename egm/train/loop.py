@@ -18,7 +18,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from egm.data.batching import minibatch_indices
-from egm.errors import ConfigError, DivergenceError
+from egm.errors import ConfigError, DataError, DivergenceError
 
 Step = Callable[[Any, Array, PRNGKeyArray], tuple[Any, Any]]
 
@@ -28,24 +28,40 @@ def make_epoch(
 ) -> Callable[[Any, Float[Array, "N D"], PRNGKeyArray], Any]:
     """``epoch(state, data, key) -> (state, mean metrics)``: a scan of ``step`` over one
     shuffled pass of ``data`` (remainder smaller than a batch dropped).  Not jitted here,
-    so it can be vmapped (:mod:`egm.train.sweep`) before ``jax.jit``."""
+    so it can be vmapped (:mod:`egm.train.sweep`) before ``jax.jit``.
+
+    ``data`` is an array or a pytree of arrays sharing the leading (example) axis, e.g.
+    ``(x, y)`` for supervised training; each step then gets the same pytree of minibatches.
+    """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
 
     def epoch(state, data, key):
-        n = data.shape[0]
+        n = _n_examples(data)
         k_perm, k_steps = jax.random.split(key)
         idx = minibatch_indices(k_perm, n, batch_size)
         keys = jax.random.split(k_steps, idx.shape[0])
 
         def body(state, inp):
             i, k = inp
-            return step(state, data[i], k)
+            return step(state, jax.tree_util.tree_map(lambda x: x[i], data), k)
 
         state, metrics = jax.lax.scan(body, state, (idx, keys))
         return state, jax.tree_util.tree_map(lambda m: jnp.mean(m, axis=0), metrics)
 
     return epoch
+
+
+def _n_examples(data: Any) -> int:
+    """The shared leading-axis length of the leaves of ``data`` (an array or a pytree)."""
+    sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in jax.tree_util.tree_leaves(data)}
+    if len(sizes) != 1 or None in sizes:
+        shapes = [jnp.shape(x) for x in jax.tree_util.tree_leaves(data)]
+        raise DataError(
+            f"training data must be an array or a pytree of arrays with the same leading "
+            f"(example) axis; got leaves of shapes {shapes}"
+        )
+    return sizes.pop()
 
 
 def epoch_key(root: PRNGKeyArray, epoch: int) -> PRNGKeyArray:
@@ -109,17 +125,29 @@ def fit(
 
     ``data_check`` (e.g. :func:`egm.data.check_binary` for a binary RBM) runs once on the
     host before training; the data is always checked for NaN/inf and for being 2-D.
+    ``data`` may also be a tuple/dict pytree of arrays with a shared leading axis (``(x, y)``):
+    then every leaf is checked for NaN/inf, the leading axes must agree, and
+    ``data_check`` receives the pytree of host arrays.
     """
     from tqdm.auto import tqdm
 
     from egm.data.validate import check_finite as check_finite_data
     from egm.data.validate import check_shape
 
-    check_shape(np.asarray(data), None, "training data")
-    check_finite_data(np.asarray(data), "training data")
-    if data_check is not None:
-        data_check(np.asarray(data))
-    data = jnp.asarray(data)
+    if not isinstance(data, tuple | dict):  # one array (or array-like), as before
+        check_shape(np.asarray(data), None, "training data")
+        check_finite_data(np.asarray(data), "training data")
+        if data_check is not None:
+            data_check(np.asarray(data))
+        data = jnp.asarray(data)
+    else:
+        _n_examples(data)
+        host = jax.tree_util.tree_map(np.asarray, data)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(host):
+            check_finite_data(leaf, f"training data{jax.tree_util.keystr(path)}")
+        if data_check is not None:
+            data_check(host)
+        data = jax.tree_util.tree_map(jnp.asarray, data)
     bar = tqdm(range(start_epoch, n_epochs), disable=not progress, desc="epoch", unit="epoch")
     for epoch in bar:
         state, metrics = epoch_fn(state, data, epoch_key(key, epoch))

@@ -1,4 +1,19 @@
-"""Train-step factory for binary RBMs: CD-k or PCD-k, optional centering, any optax optimiser."""
+r"""Train-step factory for binary RBMs: CD-k or PCD-k, optional centering, any optax optimiser.
+
+Tied copies (DBM pretraining, Salakhutdinov & Hinton 2009; §20.4.4).  An RBM whose visible
+layer is duplicated ``m_v`` times and hidden layer ``m_h`` times, all copies sharing
+``(W, b, c)``, is an ordinary RBM with ``m_v V`` visibles and ``m_h H`` hiddens and
+
+.. math:: W_{big} = \mathrm{tile}(W, (m_v, m_h)),\quad b_{big} = \mathrm{tile}(b, m_v),\quad
+          c_{big} = \mathrm{tile}(c, m_h)
+
+(:func:`expand_copies`).  The data are ``v`` tiled ``m_v`` times (every visible copy clamped
+to the same example), so a hidden unit sees ``c_j + m_v vᵀW_{:,j}``; the persistent chains
+live in the big space, where the copies are sampled independently; by the chain rule the
+gradient w.r.t. the tied parameters is the sum over copy blocks of the big gradient
+(:func:`tie_gradient`).  With centering the offsets live in the big space too.  With
+``visible_copies = hidden_copies = 1`` the step is exactly the plain RBM step.
+"""
 
 from __future__ import annotations
 
@@ -59,6 +74,13 @@ class RBMStepConfig(NamedTuple):
     offset_rate: float = 0.01
     binarization: str = "none"
     track_free_energy_gap: bool = False
+    visible_copies: int = 1
+    hidden_copies: int = 1
+
+    @property
+    def copies(self) -> tuple[int, int]:
+        """``(visible_copies, hidden_copies)``."""
+        return (self.visible_copies, self.hidden_copies)
 
     def validate(self) -> RBMStepConfig:
         if self.estimator not in ESTIMATORS:
@@ -69,6 +91,10 @@ class RBMStepConfig(NamedTuple):
             )
         if not 0.0 < self.offset_rate <= 1.0:
             raise ConfigError(f"offset_rate must be in (0, 1], got {self.offset_rate}")
+        for name in ("visible_copies", "hidden_copies"):
+            val = getattr(self, name)
+            if not isinstance(val, numbers.Integral) or val < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {val!r}")
         if self.binarization not in STEP_BINARIZATIONS:
             raise ConfigError(
                 f"binarization inside the train step must be one of {STEP_BINARIZATIONS}, "
@@ -77,15 +103,51 @@ class RBMStepConfig(NamedTuple):
         return self
 
 
+def expand_copies(params: RBMParams, visible_copies: int, hidden_copies: int) -> RBMParams:
+    """The big RBM of ``visible_copies`` tied copies of the visible layer and
+    ``hidden_copies`` of the hidden layer: ``(tile(W, (m_v, m_h)), tile(b, m_v), tile(c, m_h))``."""
+    m_v, m_h = visible_copies, hidden_copies
+    return RBMParams(
+        W=jnp.tile(params.W, (m_v, m_h)), b=jnp.tile(params.b, m_v), c=jnp.tile(params.c, m_h)
+    )
+
+
+def tie_gradient(grads_big: RBMParams, visible_copies: int, hidden_copies: int) -> RBMParams:
+    """Gradient w.r.t. the tied ``(W, b, c)`` from a gradient w.r.t. the big RBM's parameters
+    (chain rule through :func:`expand_copies`): the sum over copy blocks."""
+    m_v, m_h = visible_copies, hidden_copies
+    Vb, Hb = grads_big.W.shape
+    V, H = Vb // m_v, Hb // m_h
+    return RBMParams(
+        W=grads_big.W.reshape(m_v, V, m_h, H).sum(axis=(0, 2)),
+        b=grads_big.b.reshape(m_v, V).sum(axis=0),
+        c=grads_big.c.reshape(m_h, H).sum(axis=0),
+    )
+
+
+def tile_data(v: Float[Array, "B V"], visible_copies: int) -> Float[Array, "B mV"]:
+    """Each example repeated ``visible_copies`` times along the feature axis (all visible
+    copies clamped to the same data)."""
+    return jnp.tile(v, (1, visible_copies)) if visible_copies > 1 else v
+
+
 def init_train_state(
     key: PRNGKeyArray,
     params: RBMParams,
     optimizer: optax.GradientTransformation,
     data_mean: Float[Array, " V"],
     n_chains: int,
+    *,
+    visible_copies: int = 1,
+    hidden_copies: int = 1,
 ) -> RBMTrainState:
     """Initial train state: optimiser state, persistent chains drawn from the base-rate
-    model ``Bernoulli(data_mean)``, offsets ``mu = data_mean`` and ``lam = P(h=1|mu)``."""
+    model ``Bernoulli(data_mean)``, offsets ``mu = data_mean`` and ``lam = P(h=1|mu)``.
+
+    With tied copies (see the module docstring) ``params`` are the small tied parameters
+    and the chains and offsets live in the big space: ``mu = tile(data_mean, m_v)``,
+    ``lam = P_big(h = 1 | mu)``, chains ``(n_chains, m_v V)`` and ``(n_chains, m_h H)``.
+    """
     if n_chains < 1:
         raise ConfigError(f"n_chains must be >= 1, got {n_chains}")
     rbm.check_shapes(params)
@@ -95,12 +157,19 @@ def init_train_state(
             f"data_mean has shape {data_mean.shape} but the RBM has {params.b.shape[0]} visible "
             f"units; pass the per-pixel mean of the training data, x.mean(0)"
         )
+    for name, val in (("visible_copies", visible_copies), ("hidden_copies", hidden_copies)):
+        if not isinstance(val, numbers.Integral) or val < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {val!r}")
+    big = params
+    if (visible_copies, hidden_copies) != (1, 1):
+        big = expand_copies(params, visible_copies, hidden_copies)
+        data_mean = jnp.tile(data_mean, visible_copies)
     k_v, k_h = jax.random.split(key)
     v0 = jax.random.bernoulli(k_v, data_mean, (n_chains, data_mean.shape[0])).astype(jnp.float32)
     chains = jax.vmap(rbm.sample_state, in_axes=(0, None, 0))(
-        jax.random.split(k_h, n_chains), params, v0
+        jax.random.split(k_h, n_chains), big, v0
     )
-    offsets = Offsets(mu=data_mean, lam=rbm.hidden_probs(params, data_mean))
+    offsets = Offsets(mu=data_mean, lam=rbm.hidden_probs(big, data_mean))
     params = jax.tree_util.tree_map(jnp.array, params)  # a copy: the epoch donates the state
     return RBMTrainState(
         params=params,
@@ -114,6 +183,8 @@ def init_train_state(
 def make_train_step(optimizer: optax.GradientTransformation, config: RBMStepConfig | None = None):
     """Build ``step(state, batch, key) -> (state, metrics dict)`` for a binary RBM."""
     config = (config or RBMStepConfig()).validate()
+    m_v, m_h = config.copies
+    tied = (m_v, m_h) != (1, 1)
 
     def step(state: RBMTrainState, batch: Float[Array, "B V"], key: PRNGKeyArray):
         k_bin, k_est = jax.random.split(key)
@@ -121,15 +192,22 @@ def make_train_step(optimizer: optax.GradientTransformation, config: RBMStepConf
         if config.binarization == "dynamic":
             v = jax.random.bernoulli(k_bin, batch).astype(jnp.float32)
         params, chains = state.params, state.chains
-        if config.estimator == "pcd":
-            grads, chains, aux = pcd_gradient(k_est, params, v, chains, config.k)
+        _check_chain_space(params, chains, m_v, m_h)
+        if tied:  # the big RBM of tied copies (module docstring)
+            params_big, v = expand_copies(params, m_v, m_h), tile_data(v, m_v)
         else:
-            grads, aux = cd_gradient(k_est, params, v, config.k)
+            params_big = params
+        if config.estimator == "pcd":
+            grads, chains, aux = pcd_gradient(k_est, params_big, v, chains, config.k)
+        else:
+            grads, aux = cd_gradient(k_est, params_big, v, config.k)
         offsets = state.offsets
         if config.centering:
             r = config.offset_rate
             offsets = offsets._replace(lam=(1.0 - r) * offsets.lam + r * aux.hidden_mean_data)
             grads = centered_gradient(grads, offsets.mu, offsets.lam)
+        if tied:
+            grads = tie_gradient(grads, m_v, m_h)
         updates, opt_state = optimizer.update(grads, state.opt_state, params)
         new_params = optax.apply_updates(params, updates)
         metrics = {"hidden_mean": jnp.mean(aux.hidden_mean_data)}
@@ -139,6 +217,18 @@ def make_train_step(optimizer: optax.GradientTransformation, config: RBMStepConf
         return new_state, metrics
 
     return step
+
+
+def _check_chain_space(params: RBMParams, chains: RBMState, m_v: int, m_h: int) -> None:
+    """Static shape check: the chains must live in the (big) space of the step's copies."""
+    V, H = params.W.shape
+    if chains.v.shape[-1] != m_v * V or chains.h.shape[-1] != m_h * H:
+        raise ConfigError(
+            f"the persistent chains have {chains.v.shape[-1]} visible / {chains.h.shape[-1]} "
+            f"hidden units but a step with visible_copies={m_v}, hidden_copies={m_h} on a "
+            f"{V}x{H} RBM needs {m_v * V} / {m_h * H}; build the state with "
+            f"init_train_state(..., visible_copies={m_v}, hidden_copies={m_h})"
+        )
 
 
 def rbm_data_check(n_visible: int, config: RBMStepConfig | None = None):
