@@ -44,9 +44,9 @@ from _common import Workdir, log, parse_overrides, rng_label, rng_mode  # noqa: 
 
 from egm import data, train  # noqa: E402
 from egm.errors import ConfigError  # noqa: E402
-from egm.estimators import helmholtz as hm  # noqa: E402
 from egm.eval import tile_images  # noqa: E402
 from egm.models import sbn  # noqa: E402
+from egm.train import helmholtz as hm  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)

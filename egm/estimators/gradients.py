@@ -290,7 +290,7 @@ def score_function_surrogate(
 ) -> Float[Array, ""]:
     """``mean(stop_gradient(signal) · log p)``: a scalar whose gradient is the REINFORCE term
     ``mean (J - b) ∇ log p`` (its *value* is meaningless).  For estimators inside a larger
-    loss (NVIL, :mod:`egm.estimators.helmholtz`)."""
+    loss (NVIL, :mod:`egm.train.helmholtz`)."""
     return jnp.mean(jax.lax.stop_gradient(learning_signal) * log_prob)
 
 

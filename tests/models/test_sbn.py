@@ -1,4 +1,4 @@
-"""Sigmoid belief nets (egm.models.sbn) and their training estimators (egm.estimators.helmholtz).
+"""Sigmoid belief nets (egm.models.sbn) and their training estimators (egm.train.helmholtz).
 
 Exact references come from enumerating every hidden (and visible) configuration of tiny
 nets.  Tolerances: histograms use the E[TV] + McDiarmid bound (tests/_stats.py); Monte-
@@ -19,8 +19,8 @@ from _stats import Z, clt_z, histogram, tv, tv_tolerance
 
 from egm.errors import ConfigError, DataError
 from egm.estimators import exact
-from egm.estimators import helmholtz as hm
 from egm.models import sbn
+from egm.train import helmholtz as hm
 
 SIZES = (4, 3, 2)
 
