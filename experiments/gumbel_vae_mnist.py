@@ -44,8 +44,8 @@ from vae_mnist import load_splits, parse_hidden, protocol_text, train_loss_model
 from egm import data  # noqa: E402
 from egm.errors import ConfigError  # noqa: E402
 from egm.estimators.gradients import temperature_schedule  # noqa: E402
+from egm.estimators.importance import importance_log_likelihood  # noqa: E402
 from egm.eval import tile_images  # noqa: E402
-from egm.eval.importance import importance_log_likelihood  # noqa: E402
 from egm.models import vae  # noqa: E402
 
 

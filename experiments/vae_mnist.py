@@ -46,8 +46,8 @@ from jax.tree_util import Partial  # noqa: E402
 
 from egm import data, train  # noqa: E402
 from egm.errors import ConfigError  # noqa: E402
+from egm.estimators.importance import importance_log_likelihood  # noqa: E402
 from egm.eval import tile_images  # noqa: E402
-from egm.eval.importance import importance_log_likelihood  # noqa: E402
 from egm.models import vae  # noqa: E402
 from egm.train.likelihood_step import init_loss_state, make_loss_step  # noqa: E402
 

@@ -12,7 +12,7 @@ cheap to evaluate, but ``log p(x)`` sums over every ``h`` (exact only for tiny m
 ``q(h | x) = Π_l q(h⁽ˡ⁾ | h⁽ˡ⁻¹⁾)`` of factorial sigmoid layers running bottom-up, as in
 the Helmholtz machine (Dayan et al. 1995), reweighted wake-sleep (Bornschein & Bengio
 2015) and NVIL (Mnih & Gregor 2014); :func:`is_log_likelihood` uses it as the proposal
-of the importance-sampling estimate of §20.10.3 (:mod:`egm.eval.importance`).
+of the importance-sampling estimate of §20.10.3 (:mod:`egm.estimators.importance`).
 
 Layer sizes are ``sizes = (D, H1, …, HL)``, visible first.  Hidden states are tuples
 ``hs = (h⁽¹⁾, …, h⁽ᴸ⁾)``.  All methods accept any leading batch axes (the Dense layers
@@ -31,6 +31,8 @@ from jax.tree_util import Partial
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from egm.errors import ConfigError, DataError
+from egm.estimators.exact import all_binary_states
+from egm.estimators.importance import importance_log_likelihood
 
 Hiddens = tuple[Array, ...]
 
@@ -196,11 +198,7 @@ def is_log_likelihood(
     batch_size: int = 100,
 ) -> Any:
     """Importance-sampled ``log p(x)`` with ``n_samples`` proposals from ``q`` per example
-    (§20.10.3); see :func:`egm.eval.importance.importance_log_likelihood`.
-
-    (Imported at call time: ``egm.eval`` is a higher layer than ``egm.models``.)"""
-    from egm.eval.importance import importance_log_likelihood
-
+    (§20.10.3); see :func:`egm.estimators.importance.importance_log_likelihood`."""
     x = _check_x(x, model.sizes[0])
     fn = Partial(log_weights, _Nets((model, q, model_params, q_params)))
     return importance_log_likelihood(
@@ -213,8 +211,6 @@ def exact_log_likelihood(
 ) -> Float[Array, " N"]:
     """Exact ``log p(x) = log Σ_h p(x, h)`` by enumerating every hidden configuration
     (at most 20 hidden units in all; differentiable)."""
-    from egm.estimators.exact import all_binary_states
-
     x = _check_x(x, model.sizes[0])
     sizes = tuple(model.sizes[1:])
     states = all_binary_states(sum(sizes))

@@ -16,7 +16,7 @@ gradients pass through the sample.  The importance-weighted bound of Burda et al
 
 satisfies ``L = L_1 <= L_k <= L_{k+1} <= log p(x)`` and tends to ``log p(x)`` as ``k``
 grows; with many samples it is the importance-sampling estimate of the log-likelihood
-(:func:`egm.eval.importance.importance_log_likelihood`, fed by :func:`log_weights_fn`).
+(:func:`egm.estimators.importance.importance_log_likelihood`, fed by :func:`log_weights_fn`).
 
 Discrete latents: ``latent="categorical"`` gives ``latent_dim`` categorical variables of
 ``n_classes`` classes each (uniform prior), trained with the Gumbel-Softmax relaxation
@@ -385,7 +385,7 @@ def log_weights_fn(model: VAE) -> Callable:
     """``fn(params, key, x, n) -> (n,)`` log importance weights with ``q(z|x)`` as proposal.
 
     Use it as ``jax.tree_util.Partial(log_weights_fn(model), params)``, the ``log_weights_fn``
-    of :func:`egm.eval.importance.importance_log_likelihood`: the function is cached per
+    of :func:`egm.estimators.importance.importance_log_likelihood`: the function is cached per
     model (Linen modules hash by their fields), so evaluating new parameters reuses the
     compiled program."""
     return _cached_log_weights_fn(model.check())

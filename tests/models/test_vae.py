@@ -22,7 +22,7 @@ import pytest
 from jax.tree_util import Partial
 
 from egm.errors import ConfigError
-from egm.eval.importance import importance_log_likelihood
+from egm.estimators.importance import importance_log_likelihood
 from egm.models import vae
 
 Z = 5.0

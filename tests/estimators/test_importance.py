@@ -1,4 +1,4 @@
-"""Importance-sampled log p(x) (egm.eval.importance) against analytic answers.
+"""Importance-sampled log p(x) (egm.estimators.importance) against analytic answers.
 
 Model: z ~ N(0, 1), x | z ~ N(a z, s²), so p(x) = N(0, a² + s²) and the posterior is
 N(μ, v) with v = 1 / (1 + a²/s²), μ = v a x / s².  Proposal q = N(μ + shift, (c √v)²).
@@ -20,7 +20,7 @@ import pytest
 from jax.tree_util import Partial
 
 from egm.errors import ConfigError, DataError
-from egm.eval.importance import ISEstimate, importance_log_likelihood, log_mean_exp
+from egm.estimators.importance import ISEstimate, importance_log_likelihood, log_mean_exp
 
 A, S = 1.5, 0.7
 X = jnp.array([[0.3], [1.2], [-2.0], [0.0], [3.1]])
@@ -98,7 +98,7 @@ def test_invariance_same_key_batch_size_and_no_recompile():
     )
     np.testing.assert_array_equal(f(2), f(2))
     np.testing.assert_allclose(f(2), f(5), rtol=1e-6)
-    from egm.eval import importance
+    from egm.estimators import importance
 
     f(4)
     n_compiled = importance._batch._cache_size()
