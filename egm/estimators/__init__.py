@@ -1,10 +1,37 @@
 """Estimators: contrastive gradients, exact enumeration, annealed importance sampling."""
 
-from egm.estimators import ais, bm_sml, contrastive, dbm_pcd, exact, mpdbm
+from egm.estimators import (
+    ais,
+    bm_sml,
+    contrastive,
+    dbm_pcd,
+    exact,
+    gradients,
+    importance,
+    mpdbm,
+)
 from egm.estimators.ais import AISResult, dbm_ais, grbm_ais, rbm_ais, rbm_reverse_ais
 from egm.estimators.contrastive import cd_gradient, centered_gradient, pcd_gradient
+from egm.estimators.gradients import (
+    gumbel_softmax,
+    reinforce,
+    reparam_gaussian,
+    straight_through_bernoulli,
+    temperature_schedule,
+)
+from egm.estimators.importance import ISEstimate, importance_log_likelihood, log_mean_exp
 
 __all__ = [
+    "ISEstimate",
+    "gradients",
+    "gumbel_softmax",
+    "importance",
+    "importance_log_likelihood",
+    "log_mean_exp",
+    "reinforce",
+    "reparam_gaussian",
+    "straight_through_bernoulli",
+    "temperature_schedule",
     "AISResult",
     "ais",
     "bm_sml",

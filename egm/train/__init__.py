@@ -1,8 +1,15 @@
 """Training: optimisers, train-step factories, the epoch scan and loop, sweeps, checkpoints."""
 
-from egm.train import dbm_step
+from egm.train import classifier, dbm_step, greedy, helmholtz
 from egm.train.checkpoint import Checkpointer
+from egm.train.classifier import (
+    ClassifierState,
+    classification_error,
+    init_classifier_state,
+    make_classifier_step,
+)
 from egm.train.dbm_step import DBMStepConfig, DBMTrainState
+from egm.train.greedy import LayerSpec, pretrain_stack
 from egm.train.loop import check_divergence, epoch_key, fit, make_epoch, metrics_to_floats
 from egm.train.optim import linear_decay, matrices_only, sgd
 from egm.train.rbm_step import (
@@ -16,6 +23,15 @@ from egm.train.rbm_step import (
 from egm.train.sweep import set_hyperparams, stack, sweep_epoch, sweep_keys, unstack
 
 __all__ = [
+    "ClassifierState",
+    "LayerSpec",
+    "classification_error",
+    "classifier",
+    "greedy",
+    "helmholtz",
+    "init_classifier_state",
+    "make_classifier_step",
+    "pretrain_stack",
     "Checkpointer",
     "DBMStepConfig",
     "DBMTrainState",
