@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from egm.distributions import log_mean_exp
 from egm.errors import ConfigError
 
 BASELINES = ("none", "constant", "moving_average", "learned", "optimal", "leave_one_out")
@@ -305,17 +306,13 @@ def vimco_learning_signals(log_w: Float[Array, "*batch K"]) -> Float[Array, "*ba
     K = log_w.shape[-1]
     if K < 2:
         raise ConfigError(f"VIMCO needs K >= 2 samples per example, got {K}")
-    L = log_mean_exp_last(log_w)
+    L = log_mean_exp(log_w)
     mean_others = (jnp.sum(log_w, -1, keepdims=True) - log_w) / (K - 1)
     # log Σ_{j≠k} w_j + w_{-k}: replace entry k by mean_others[k] in row k
     eye = jnp.eye(K, dtype=bool)
     replaced = jnp.where(eye, mean_others[..., :, None], log_w[..., None, :])  # [..., k, j]
     L_minus = jax.nn.logsumexp(replaced, axis=-1) - math.log(K)
     return L[..., None] - L_minus
-
-
-def log_mean_exp_last(x: Array) -> Array:
-    return jax.nn.logsumexp(x, axis=-1) - math.log(x.shape[-1])
 
 
 def vimco_surrogate(
@@ -328,7 +325,7 @@ def vimco_surrogate(
     with the discrete ``h_k`` drawn outside the gradient."""
     signals = vimco_learning_signals(log_w)
     score = jnp.sum(signals * (log_q - jax.lax.stop_gradient(log_q)), -1)
-    return log_mean_exp_last(log_w) + score
+    return log_mean_exp(log_w) + score
 
 
 # ----------------------------------------------------------------------------------------

@@ -28,16 +28,10 @@ import numpy as np
 from jax.tree_util import Partial
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from egm.distributions import log_mean_exp as log_mean_exp  # re-exported: part of this API
 from egm.errors import ConfigError, DataError
 
 LogWeightsFn = Callable[[PRNGKeyArray, Array, int], Float[Array, " n"]]
-
-
-def log_mean_exp(log_w: Float[ArrayLike, "..."], axis: int = -1) -> Float[Array, "..."]:
-    """``log (1/n) Σ_i exp(log_w_i)`` along ``axis``, computed stably (log-sum-exp)."""
-    log_w = jnp.asarray(log_w)
-    n = log_w.shape[axis]
-    return jax.nn.logsumexp(log_w, axis=axis) - math.log(n)
 
 
 class ISEstimate(NamedTuple):

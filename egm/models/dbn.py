@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from egm.distributions import bernoulli_log_prob
 from egm.energies import rbm
 from egm.energies.rbm import RBMParams
 from egm.errors import ConfigError
@@ -67,11 +68,6 @@ def check(dbn: Sequence[RBMParams]) -> DBN:
                 f"{dbn[i + 1].W.shape[0]} visible units; they must be the same layer"
             )
     return dbn
-
-
-def _log_bernoulli(x: Float[Array, "*n"], logits: Float[Array, "*n"]) -> Float[Array, ""]:
-    """``Σ_i log Bernoulli(x_i; σ(logits_i)) = Σ x·a - softplus(a)``."""
-    return jnp.sum(x * logits - jax.nn.softplus(logits))
 
 
 def _bernoulli_entropy(logits: Float[Array, " n"]) -> Float[Array, ""]:
@@ -146,7 +142,7 @@ def _bound_sample(dbn: DBN, v: Float[Array, " V"], key: PRNGKeyArray) -> Float[A
     for i, p in enumerate(dbn[:-1]):
         a = recognition_logits(p, x)
         h = rbm.bernoulli_logits(jax.random.fold_in(key, i), a)
-        total = total + _bernoulli_entropy(a) + _log_bernoulli(x, generative_logits(p, h))
+        total = total + _bernoulli_entropy(a) + bernoulli_log_prob(generative_logits(p, h), x)
         x = h
     return total - rbm.free_energy(dbn[-1], x)
 

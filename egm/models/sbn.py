@@ -30,16 +30,12 @@ import jax.numpy as jnp
 from jax.tree_util import Partial
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from egm.distributions import bernoulli_log_prob
 from egm.errors import ConfigError, DataError
 from egm.estimators.exact import all_binary_states
 from egm.estimators.importance import importance_log_likelihood
 
 Hiddens = tuple[Array, ...]
-
-
-def bernoulli_log_prob(logits: Float[Array, "*b n"], v: Float[Array, "*b n"]) -> Float[Array, "*b"]:
-    """``Σ_i log Bernoulli(v_i; σ(logits_i))`` = ``Σ_i v_i a_i - softplus(a_i)``, stable."""
-    return jnp.sum(v * logits - jax.nn.softplus(logits), axis=-1)
 
 
 def _check_sizes(sizes: Sequence[int]) -> None:

@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from egm.distributions import bernoulli_log_prob
 from egm.errors import ConfigError
 from egm.estimators.gradients import gumbel_softmax, reparam_gaussian, score_function_surrogate
 
@@ -62,11 +63,6 @@ _ACTIVATIONS: dict[str, Callable] = {
 # ----------------------------------------------------------------------------------------
 # Output distributions of the generator network (§20.10.2)
 # ----------------------------------------------------------------------------------------
-
-
-def bernoulli_log_prob(logits: Float[Array, "*b D"], x: Float[Array, "*b D"]) -> Float[Array, "*b"]:
-    """``log p(x | z) = sum_d x_d a_d - softplus(a_d)`` for Bernoulli(sigmoid(a)) pixels."""
-    return jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)
 
 
 def gaussian_log_prob(
