@@ -193,3 +193,60 @@ def describe_binarization(cfg: Any) -> str:
         s = cfg.binarization_seed
         protocol += f" (train/valid/test drawn with seeds {s}/{s + 1}/{s + 2})"
     return protocol
+
+
+def comparable(record: dict[str, Any], eval_only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A saved config without the fields that do not change the trained parameters
+    (``eval_only``: work dir, progress bars, evaluation sizes...), for resume checks."""
+    return {k: v for k, v in record.items() if k not in eval_only}
+
+
+def check_same_run(
+    wd: Workdir,
+    record: dict[str, Any],
+    eval_only: tuple[str, ...] = (),
+    *,
+    has_checkpoints: bool,
+    record_name: str = "config.json",
+) -> None:
+    """Refuse to mix runs: if ``wd`` holds checkpoints (``has_checkpoints``) of a run whose
+    saved ``record_name`` differs from ``record`` outside ``eval_only``, raise
+    :class:`ConfigError`; then write ``record``."""
+    saved = wd.read_json(record_name)
+    if has_checkpoints and saved is not None:
+        if comparable(saved, eval_only) != comparable(record, eval_only):
+            changed = sorted(
+                k
+                for k in set(saved) | set(record)
+                if k not in eval_only and saved.get(k) != record.get(k)
+            )
+            raise ConfigError(
+                f"{wd.path} holds checkpoints of a run with a different config (changed: "
+                f"{', '.join(changed)}); use a new --workdir or delete that directory"
+            )
+    wd.write_json(record_name, record)
+
+
+def resume(
+    wd: Workdir,
+    ckpt: Any,
+    state: Any,
+    record: dict[str, Any],
+    eval_only: tuple[str, ...] = (),
+    *,
+    record_name: str = "config.json",
+) -> tuple[Any, int]:
+    """Start or resume a run: restore ``ckpt``'s newest checkpoint into ``state`` (after
+    :func:`check_same_run`), keep metrics.jsonl up to the restored epoch (all of it dropped
+    on a fresh start), and return ``(state, first epoch to run)``."""
+    last_epoch = ckpt.latest_epoch()
+    check_same_run(
+        wd, record, eval_only, has_checkpoints=last_epoch is not None, record_name=record_name
+    )
+    if last_epoch is None:
+        wd.truncate_metrics(None)
+        return state, 0
+    last, state = ckpt.restore(state)
+    log(f"{wd.path}: resuming after epoch {last}")
+    wd.truncate_metrics(last)
+    return state, last + 1

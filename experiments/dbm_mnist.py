@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from _common import (  # noqa: E402
     Workdir,
+    check_same_run,
     describe_binarization,
     load_binarized_mnist,
     log,
@@ -211,16 +212,8 @@ def _run(cfg: Config) -> dict:
     x_train = jnp.asarray(arrays["train"])
     protocol = describe_binarization(cfg)
     log(f"data: {source}, train {x_train.shape}, protocol: {protocol}")
-    saved = wd.read_json("config.json")
-    if saved is not None and _comparable(Config(**saved)) != _comparable(cfg):
-        if (Path(cfg.workdir) / "checkpoints").exists() or (
-            Path(cfg.workdir) / "pretrain"
-        ).exists():
-            raise ConfigError(
-                f"{cfg.workdir} holds checkpoints of a run with a different config; use a new "
-                f"--workdir or delete that directory"
-            )
-    wd.write_json("config.json", dataclasses.asdict(cfg))
+    has_ckpt = any((Path(cfg.workdir) / d).exists() for d in ("checkpoints", "pretrain"))
+    check_same_run(wd, dataclasses.asdict(cfg), _EVAL_ONLY, has_checkpoints=has_ckpt)
 
     root = jax.random.key(cfg.seed)
     k_pre, k_init, k_state, k_train, k_ais, k_samp, k_ft = jax.random.split(root, 7)
@@ -434,13 +427,6 @@ _EVAL_ONLY = (
     "n_samples",
     "sample_sweeps",
 )
-
-
-def _comparable(cfg: Config) -> dict:
-    d = dataclasses.asdict(cfg)
-    for k in _EVAL_ONLY:
-        d.pop(k)
-    return d
 
 
 if __name__ == "__main__":

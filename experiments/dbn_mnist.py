@@ -42,7 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import Workdir, log, parse_overrides, rng_label, rng_mode  # noqa: E402
+from _common import (  # noqa: E402
+    Workdir,
+    check_same_run,
+    log,
+    parse_overrides,
+    rng_label,
+    rng_mode,
+)
 
 from egm import data, train  # noqa: E402
 from egm.energies import rbm  # noqa: E402
@@ -230,14 +237,8 @@ def _run(cfg: Config) -> dict:
         protocol += f" (train/valid/test drawn with seeds {s}/{s + 1}/{s + 2})"
     log(f"data: {source}, train {binary['train'].shape}, protocol: {protocol}")
 
-    saved = wd.read_json("config.json")
-    if saved is not None and _comparable(Config(**saved)) != _comparable(cfg):
-        if (Path(cfg.workdir) / "checkpoints").exists():
-            raise ConfigError(
-                f"{cfg.workdir} holds checkpoints of a run with a different config; use a new "
-                f"--workdir or delete that directory"
-            )
-    wd.write_json("config.json", dataclasses.asdict(cfg))
+    has_ckpt = (Path(cfg.workdir) / "checkpoints").exists()
+    check_same_run(wd, dataclasses.asdict(cfg), _EVAL_ONLY, has_checkpoints=has_ckpt)
 
     root = jax.random.key(cfg.seed)
     k_pre, k_bound, k_rbm_ais, k_samp, k_ft = jax.random.split(root, 5)
@@ -451,13 +452,6 @@ _EVAL_ONLY = (
     "n_samples",
     "sample_gibbs",
 )
-
-
-def _comparable(cfg: Config) -> dict:
-    d = dataclasses.asdict(cfg)
-    for k in _EVAL_ONLY:
-        d.pop(k)
-    return d
 
 
 if __name__ == "__main__":

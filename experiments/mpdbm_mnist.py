@@ -34,6 +34,7 @@ from _common import (  # noqa: E402
     load_binarized_mnist,
     log,
     parse_overrides,
+    resume,
     rng_label,
     rng_mode,
 )
@@ -145,21 +146,7 @@ def _run(cfg: Config) -> dict:
         donate_argnums=0,
     )
     ckpt = train.Checkpointer(Path(cfg.workdir) / "checkpoints", every=cfg.checkpoint_every)
-    saved = wd.read_json("config.json")
-    start = 0
-    if ckpt.latest_epoch() is not None:
-        if saved is not None and _comparable(Config(**saved)) != _comparable(cfg):
-            raise ConfigError(
-                f"{cfg.workdir} holds checkpoints of a run with a different config; use a new "
-                f"--workdir or delete that directory"
-            )
-        last, state = ckpt.restore(state)
-        start = last + 1
-        log(f"resuming after epoch {last}")
-        wd.truncate_metrics(last)
-    else:
-        wd.truncate_metrics(None)
-    wd.write_json("config.json", dataclasses.asdict(cfg))
+    state, start = resume(wd, ckpt, state, dataclasses.asdict(cfg), _EVAL_ONLY)
 
     predict = jax.jit(lambda p, x: mpdbm.predict_proba(ordinary(p), x, cfg.mean_field_iters))
 
@@ -240,13 +227,6 @@ def _run(cfg: Config) -> dict:
 
 
 _EVAL_ONLY = ("progress", "workdir", "checkpoint_every")
-
-
-def _comparable(cfg: Config) -> dict:
-    d = dataclasses.asdict(cfg)
-    for k in _EVAL_ONLY:
-        d.pop(k)
-    return d
 
 
 if __name__ == "__main__":

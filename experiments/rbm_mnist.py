@@ -36,6 +36,7 @@ from _common import (  # noqa: E402
     load_binarized_mnist,
     log,
     parse_overrides,
+    resume,
     rng_label,
     rng_mode,
 )
@@ -208,21 +209,7 @@ def _run(cfg) -> dict:
     )
 
     ckpt = train.Checkpointer(Path(cfg.workdir) / "checkpoints", every=cfg.checkpoint_every)
-    start = 0
-    saved_cfg = wd.read_json("config.json")
-    if ckpt.latest_epoch() is not None:
-        if saved_cfg is not None and _comparable(Config(**saved_cfg)) != _comparable(cfg):
-            raise ConfigError(
-                f"{cfg.workdir} holds checkpoints of a run with a different config; use a new "
-                f"--workdir or delete that directory"
-            )
-        last, state = ckpt.restore(state)
-        start = last + 1
-        log(f"resuming after epoch {last}")
-        wd.truncate_metrics(last)
-    else:
-        wd.truncate_metrics(None)
-    wd.write_json("config.json", dataclasses.asdict(cfg))
+    state, start = resume(wd, ckpt, state, dataclasses.asdict(cfg), _EVAL_ONLY)
 
     base_b = ais.base_rate_biases(evals["train"])
     v_tr = jnp.asarray(evals["train"][: cfg.eval_size])
@@ -379,13 +366,6 @@ _EVAL_ONLY = (
     "n_samples",
     "sample_sweeps",
 )
-
-
-def _comparable(cfg: Config) -> dict:
-    d = dataclasses.asdict(cfg)
-    for k in _EVAL_ONLY:
-        d.pop(k)
-    return d
 
 
 if __name__ == "__main__":

@@ -40,7 +40,14 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from _common import Workdir, log, parse_overrides, rng_label, rng_mode  # noqa: E402
+from _common import (  # noqa: E402
+    Workdir,
+    log,
+    parse_overrides,
+    resume,
+    rng_label,
+    rng_mode,
+)
 
 from egm import data, train  # noqa: E402
 from egm.errors import ConfigError  # noqa: E402
@@ -184,21 +191,7 @@ def _run(cfg: Config) -> dict:
     )
 
     ckpt = train.Checkpointer(Path(cfg.workdir) / "checkpoints", every=cfg.checkpoint_every)
-    start = 0
-    saved = wd.read_json("config.json")
-    if ckpt.latest_epoch() is not None:
-        if saved is not None and _comparable(Config(**saved)) != _comparable(cfg):
-            raise ConfigError(
-                f"{cfg.workdir} holds checkpoints of a run with a different config; use a new "
-                f"--workdir or delete that directory"
-            )
-        last, state = ckpt.restore(state)
-        start = last + 1
-        log(f"resuming after epoch {last}")
-        wd.truncate_metrics(last)
-    else:
-        wd.truncate_metrics(None)
-    wd.write_json("config.json", dataclasses.asdict(cfg))
+    state, start = resume(wd, ckpt, state, dataclasses.asdict(cfg), _EVAL_ONLY)
 
     x_va = jnp.asarray(evals["valid"][: cfg.eval_size], jnp.float32)
     epoch_times: list[float] = []
@@ -307,13 +300,6 @@ def _data_check(cfg: Config):
 _EVAL_ONLY = ("progress", "workdir", "checkpoint_every", "eval_every", "eval_size",
               "eval_samples", "is_samples", "is_test_size", "is_chunk", "n_show",
               "time_budget_s", "epochs")  # fmt: skip
-
-
-def _comparable(cfg: Config) -> dict:
-    d = dataclasses.asdict(cfg)
-    for k in _EVAL_ONLY:
-        d.pop(k)
-    return d
 
 
 if __name__ == "__main__":

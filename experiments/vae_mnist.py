@@ -41,7 +41,14 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from _common import Workdir, log, parse_overrides, rng_label, rng_mode  # noqa: E402
+from _common import (  # noqa: E402
+    Workdir,
+    log,
+    parse_overrides,
+    resume,
+    rng_label,
+    rng_mode,
+)
 from jax.tree_util import Partial  # noqa: E402
 
 from egm import data, train  # noqa: E402
@@ -219,21 +226,7 @@ def train_loss_model(
         return jitted(state, x, k, extra)
 
     ckpt = train.Checkpointer(subdir / "checkpoints", every=checkpoint_every)
-    start = 0
-    saved = wd.read_json("fingerprint.json")
-    if ckpt.latest_epoch() is not None:
-        if saved is not None and saved != fingerprint:
-            raise ConfigError(
-                f"{subdir} holds checkpoints of a run with a different config; use a new "
-                f"--workdir or delete that directory"
-            )
-        last, state = ckpt.restore(state)
-        start = last + 1
-        log(f"{subdir.name}: resuming after epoch {last}")
-        wd.truncate_metrics(last)
-    else:
-        wd.truncate_metrics(None)
-    wd.write_json("fingerprint.json", fingerprint)
+    state, start = resume(wd, ckpt, state, fingerprint, record_name="fingerprint.json")
     epoch_times: list[float] = []
     last_t = [time.perf_counter()]
 
