@@ -46,7 +46,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from _common import Workdir, log, parse_overrides, rng_label, rng_mode  # noqa: E402
+from _common import Workdir, check_same_run, log, parse_overrides, rng_label, rng_mode  # noqa: E402
 
 from egm import data, train  # noqa: E402
 from egm.errors import ConfigError  # noqa: E402
@@ -286,15 +286,9 @@ def _run(cfg: Config) -> dict:
         f"Salakhutdinov & Murray's fixed draw of the same protocol)"
     )
     log(f"data: {source}, train {arrays['train'].shape}, test {arrays['test'].shape}; {protocol}")
-    saved = wd.read_json("config.json")
-    if saved is not None and _comparable(Config(**saved)) != _comparable(cfg):
-        ckpt_dir = Path(cfg.workdir) / "checkpoints"
-        if ckpt_dir.exists() and any(ckpt_dir.iterdir()):
-            raise ConfigError(
-                f"{cfg.workdir} holds checkpoints of a run with a different config; use a new "
-                f"--workdir or delete that directory"
-            )
-    wd.write_json("config.json", dataclasses.asdict(cfg))
+    ckpt_dir = Path(cfg.workdir) / "checkpoints"
+    has_ckpt = ckpt_dir.exists() and any(ckpt_dir.iterdir())
+    check_same_run(wd, dataclasses.asdict(cfg), _EVAL_ONLY, has_checkpoints=has_ckpt)
 
     x_train = jnp.asarray(arrays["train"])
     data_mean = jnp.mean(x_train, axis=0)
@@ -547,13 +541,6 @@ _EVAL_ONLY += ("n_samples", "eonade_orderings", "eonade_eval_n", "n_test", "mode
 # Epoch caps are budgets: Adam with a constant learning rate, so a resumed run with a larger
 # cap continues the same trajectory (a smaller cap keeps the checkpoint it has).
 _EVAL_ONLY += ("fvsbn_epochs", "nade_epochs", "eonade_epochs", "made_epochs")
-
-
-def _comparable(cfg: Config) -> dict:
-    d = dataclasses.asdict(cfg)
-    for k in _EVAL_ONLY:
-        d.pop(k)
-    return d
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Evaluation: training diagnostics, likelihood estimates and visualisation helpers."""
 
+from egm.eval.autoregressive import enumerate_log_probs, top_half_mask
 from egm.eval.likelihood import (
     LogLikelihoodBracket,
     mean_negative_free_energy,
@@ -15,6 +16,8 @@ from egm.eval.metrics import (
 from egm.eval.visualize import tile_images
 
 __all__ = [
+    "enumerate_log_probs",
+    "top_half_mask",
     "LogLikelihoodBracket",
     "mean_negative_free_energy",
     "rbm_log_likelihood_bracket",

@@ -12,7 +12,6 @@ the ordering, so a model's output lines up with its input.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import jax
@@ -20,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
+from egm.distributions import bernoulli_log_prob as bernoulli_log_prob  # re-exported
+from egm.distributions import log_mean_exp
 from egm.errors import ConfigError, DataError
 
 __all__ = [
@@ -33,16 +34,6 @@ __all__ = [
 ]
 
 
-def bernoulli_log_prob(
-    logits: Float[Array, "*batch D"], x: Float[Array, "*batch D"]
-) -> Float[Array, "*batch"]:
-    """``Σ_i x_i log σ(l_i) + (1 - x_i) log σ(-l_i)``: the log-probability of binary ``x``
-    under independent Bernoullis with logits ``l`` (summed over the last axis)."""
-    return jnp.sum(
-        x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits), axis=-1
-    )
-
-
 def ensemble_log_likelihood(member_log_probs: Float[Array, "K ..."]) -> Float[Array, "..."]:
     """``log (1/K) Σ_k exp(member_log_probs[k])`` along the leading axis (log space)."""
     lp = jnp.asarray(member_log_probs)
@@ -50,7 +41,7 @@ def ensemble_log_likelihood(member_log_probs: Float[Array, "K ..."]) -> Float[Ar
         raise DataError(
             f"member_log_probs needs a leading ensemble axis of size >= 1, got shape {lp.shape}"
         )
-    return jax.nn.logsumexp(lp, axis=0) - math.log(lp.shape[0])
+    return log_mean_exp(lp, axis=0)
 
 
 def check_ordering(ordering: Sequence[int] | ArrayLike | None, n_visible: int) -> tuple[int, ...]:

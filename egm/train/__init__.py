@@ -10,6 +10,7 @@ from egm.train.classifier import (
 )
 from egm.train.dbm_step import DBMStepConfig, DBMTrainState
 from egm.train.greedy import LayerSpec, pretrain_stack
+from egm.train.likelihood_step import LossTrainState, init_loss_state, make_loss_step
 from egm.train.loop import check_divergence, epoch_key, fit, make_epoch, metrics_to_floats
 from egm.train.optim import linear_decay, matrices_only, sgd
 from egm.train.rbm_step import (
@@ -23,6 +24,9 @@ from egm.train.rbm_step import (
 from egm.train.sweep import set_hyperparams, stack, sweep_epoch, sweep_keys, unstack
 
 __all__ = [
+    "LossTrainState",
+    "init_loss_state",
+    "make_loss_step",
     "ClassifierState",
     "LayerSpec",
     "classification_error",

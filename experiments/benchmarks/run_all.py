@@ -17,10 +17,13 @@ thread pools) and never two at once, since they time the same CPU.  The benchmar
 * ``gibbs_dbm``: block-Gibbs chain-sweeps/s of a 784-500-1000 DBM, 1000 chains, and
   mean-field iterations/s on a 10k batch, each vs a hand-written dense reference
   (target >= 0.9x).
+* ``nade``: NADE 784-500 test log-likelihood throughput and training epoch vs a PyTorch
+  NADE written for the benchmark.
+* ``vae_train``: VAE 784-200-200-50 training throughput vs pythae (target >= 1.5x).
 * ``rng_cpu``: uniform draws/s on CPU under JAX's legacy vs default Threefry lowering
   (why egm's experiments use the legacy one on CPU).
 
-Peers (thrml, scikit-learn) come with ``pip install -e '.[bench]'``; a missing one gives
+Peers (thrml, scikit-learn, torch, pythae) come with ``pip install -e '.[bench]'``; a missing one gives
 a JSON line with ``"skipped"`` instead of a ratio.  Remaining arguments are passed to
 every script (e.g. ``--repeats 3``).  Exit status: 1 if any script failed.
 """
@@ -34,7 +37,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("gibbs_rbm", "pcd_epoch", "ais_rbm", "rng_cpu", "gibbs_dbm")
+SCRIPTS = ("gibbs_rbm", "pcd_epoch", "ais_rbm", "rng_cpu", "gibbs_dbm", "nade", "vae_train")
 
 
 def main(argv: list[str] | None = None) -> int:
