@@ -45,6 +45,7 @@ import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
     Workdir,
     check_same_run,
+    describe_binarization,
     log,
     parse_overrides,
     rng_label,
@@ -231,10 +232,7 @@ def _run(cfg: Config) -> dict:
     wd = Workdir(cfg.workdir)
     t0 = time.perf_counter()
     binary, grey, labels, source = load(cfg)
-    protocol = data.describe_protocol(cfg.binarization, seed=cfg.binarization_seed)
-    if cfg.binarization == "fixed":
-        s = cfg.binarization_seed
-        protocol += f" (train/valid/test drawn with seeds {s}/{s + 1}/{s + 2})"
+    protocol = describe_binarization(cfg)
     log(f"data: {source}, train {binary['train'].shape}, protocol: {protocol}")
 
     has_ckpt = (Path(cfg.workdir) / "checkpoints").exists()
