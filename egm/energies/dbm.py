@@ -213,7 +213,7 @@ def from_centered(params_c: DBMParams, offsets: tuple) -> DBMParams:
     ``b_l = \tilde b_l - W_lᵀ μ_{l-1} - W_{l+1} μ_{l+1}`` plus a constant: the two
     parameterisations define the same distribution (:func:`centered_energy`).
     """
-    _check_offsets(params_c, offsets)
+    check_offsets(params_c, offsets)
     L = len(params_c.biases)
     biases = []
     for l in range(L):
@@ -240,7 +240,9 @@ def centered_energy(params_c: DBMParams, offsets: tuple, state: tuple) -> Float[
     )
 
 
-def _check_offsets(params: DBMParams, offsets: tuple) -> None:
+def check_offsets(params: DBMParams, offsets: tuple) -> None:
+    """Raise :class:`ConfigError` unless ``offsets`` holds one vector per layer, shaped like
+    that layer's bias."""
     shapes = [b.shape for b in params.biases]
     got = [jnp.shape(m) for m in offsets]
     if got != shapes:

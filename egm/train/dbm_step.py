@@ -146,7 +146,7 @@ def init_train_state(
     if offsets is None:
         offsets = (data_mean, *dbm.mean_field_unrolled(params, data_mean, 10))
     offsets = tuple(jnp.array(o, jnp.float32) for o in offsets)
-    dbm._check_offsets(params, offsets)
+    dbm.check_offsets(params, offsets)
     params = jax.tree_util.tree_map(jnp.array, params)
     return DBMTrainState(params, optimizer.init(params), chains, offsets, jnp.zeros((), jnp.int32))
 
