@@ -10,7 +10,7 @@ the pure half of a Flax module, e.g. ``lambda p, x: MLP(...).apply({"params": p}
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,22 +19,14 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from egm.errors import ConfigError, DataError
+from egm.train.likelihood_step import LossTrainState, init_loss_state, make_loss_step
 
 ApplyFn = Callable[[Any, Float[Array, "B D"]], Float[Array, "B K"]]
 
 
-class ClassifierState(NamedTuple):
-    """Parameters, optimiser state and step count (no keys: see :func:`egm.train.fit`)."""
-
-    params: Any
-    opt_state: Any
-    step: Array
-
-
-def init_classifier_state(params: Any, optimizer: optax.GradientTransformation) -> ClassifierState:
-    """Initial state; the parameters are copied (the jitted epoch donates the state)."""
-    params = jax.tree_util.tree_map(jnp.array, params)
-    return ClassifierState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+#: The classifier's train state is the generic one of :mod:`egm.train.likelihood_step`.
+ClassifierState = LossTrainState
+init_classifier_state = init_loss_state
 
 
 def cross_entropy(
@@ -52,18 +44,13 @@ def make_classifier_step(apply_fn: ApplyFn, optimizer: optax.GradientTransformat
     ``key`` is unused by a deterministic network but kept so the step has egm's step shape
     (dropout or input noise would draw from it)."""
 
-    def step(state: ClassifierState, batch: tuple[Array, Array], key: PRNGKeyArray):
+    def loss_fn(params: Any, batch: tuple[Array, Array], key: PRNGKeyArray):
         del key
         x, y = batch
-        (loss, errors), grads = jax.value_and_grad(
-            lambda p: cross_entropy(apply_fn, p, x, y), has_aux=True
-        )(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "train_error": jnp.mean(errors)}
-        return ClassifierState(params, opt_state, state.step + 1), metrics
+        loss, errors = cross_entropy(apply_fn, params, x, y)
+        return loss, {"train_error": jnp.mean(errors)}
 
-    return step
+    return make_loss_step(loss_fn, optimizer, has_aux=True)
 
 
 def classification_error(
