@@ -136,3 +136,27 @@ def random_dbm(seed: int, sizes: tuple[int, ...], scale: float, bias_scale: floa
         bias_scale * jax.random.normal(k[len(sizes) + i], (n,)) for i, n in enumerate(sizes)
     )
     return dbm.DBMParams(weights, biases)
+
+
+def random_grbm(seed: int, V: int, H: int, scale: float = 0.8):
+    """A random Gaussian–Bernoulli RBM with unit-scale means and log-precisions ~ N(0, 0.25)."""
+    from egm.energies import grbm
+
+    k = jax.random.split(jax.random.key(seed), 4)
+    return grbm.GRBMParams(
+        W=scale * jax.random.normal(k[0], (V, H)),
+        b=jax.random.normal(k[1], (V,)),
+        c=0.5 * jax.random.normal(k[2], (H,)),
+        log_beta=0.5 * jax.random.normal(k[3], (V,)),
+    )
+
+
+def grbm_exact_draws(key, p, n: int):
+    """Exact samples of a small GRBM: h ~ p(h) by enumeration, then v ~ p(v | h)."""
+    from egm.energies import grbm
+
+    k1, k2 = jax.random.split(key)
+    hs = exact.all_binary_states(p.W.shape[1])
+    h = hs[jax.random.categorical(k1, jnp.log(exact.grbm_hidden_distribution(p)), shape=(n,))]
+    v = jax.vmap(grbm.sample_visible, in_axes=(0, None, 0))(jax.random.split(k2, n), p, h)
+    return v, h

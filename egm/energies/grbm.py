@@ -14,6 +14,17 @@ Conditionals: ``P(h_j = 1 | v) = σ(c_j + Σ_i β_i v_i W_ij)`` and
 (:func:`egm.estimators.exact.grbm_log_partition`).
 
 Two blocks, as for the binary RBM: :data:`BLOCKS` = ``(h | v, v | h)``.
+
+Learned variances.  ``β = exp(log_beta)`` is positive for any ``log_beta``, but positive is
+not enough: on real data a too large learning rate (or a pixel that is nearly constant)
+drives a variance towards 0 — the density there grows without bound and the gradient
+explodes — or towards infinity.  :func:`clip_precision` clips ``log_beta`` to the
+variance range ``[min_var, max_var]`` after every update (pass it as ``project`` to
+:func:`egm.train.make_fe_train_step`); a non-finite parameter still raises
+:class:`egm.errors.DivergenceError` in :func:`egm.train.fit`.  The recipe that trains
+stably here (``experiments/grbm_mnist.py``): data standardised per pixel after uniform
+dequantisation, so no pixel has zero variance; ``log_beta`` initialised from the data;
+Adam with a global-norm gradient clip; the clip of the variances as the last guard.
 """
 
 from __future__ import annotations
@@ -117,3 +128,30 @@ def sample_visible(
 
 #: Conditional block samplers (h | v, then v | h) for :func:`egm.samplers.block_gibbs`.
 BLOCKS = bipartite_blocks(sample_hidden, sample_visible)
+
+
+def sample_state(key: PRNGKeyArray, params: GRBMParams, v: Float[Array, " V"]) -> GRBMState:
+    """A chain state at ``v`` with ``h ~ P(h | v)``."""
+    v = jnp.asarray(v, jnp.float32)
+    return GRBMState(v=v, h=sample_hidden(key, params, v))
+
+
+def clip_precision(params: GRBMParams, min_var: float = 1e-4, max_var: float = 1e4) -> GRBMParams:
+    """Clip every visible variance ``1/β_i`` into ``[min_var, max_var]`` (see the module
+    docstring); use ``functools.partial(clip_precision, min_var=..., max_var=...)`` as a
+    train step's ``project``.  Bounds are in the units of the (standardised) data."""
+    if not 0.0 < min_var < max_var:
+        raise ConfigError(f"need 0 < min_var < max_var, got {min_var}, {max_var}")
+    lo, hi = -jnp.log(max_var), -jnp.log(min_var)
+    return params._replace(log_beta=jnp.clip(params.log_beta, lo, hi))
+
+
+def check_shapes(params: GRBMParams) -> None:
+    """Raise :class:`ConfigError` if the parameter shapes are inconsistent."""
+    V, H = params.W.shape
+    if params.b.shape != (V,) or params.c.shape != (H,) or params.log_beta.shape != (V,):
+        raise ConfigError(
+            f"inconsistent GRBM parameters: W {params.W.shape}, b {params.b.shape}, "
+            f"c {params.c.shape}, log_beta {params.log_beta.shape}; expected b and log_beta "
+            f"({V},), c ({H},)"
+        )

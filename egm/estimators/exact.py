@@ -116,3 +116,8 @@ def grbm_hidden_distribution(params: grbm.GRBMParams) -> Float[Array, " 2**H"]:
     """Exact marginal ``p(h)`` over all hidden states (``∝ exp(-F_h(h))``)."""
     hs = all_binary_states(params.W.shape[1])
     return jax.nn.softmax(-jax.vmap(lambda h: grbm.free_energy_hidden(params, h))(hs))
+
+
+def grbm_log_likelihood(params: grbm.GRBMParams, v: Float[Array, "N V"]) -> Float[Array, " N"]:
+    """Exact ``log p(v) = -F(v) - log Z`` of a small-hidden-layer GRBM (a density on ``ℝ^V``)."""
+    return -jax.vmap(grbm.free_energy, (None, 0))(params, v) - grbm_log_partition(params)

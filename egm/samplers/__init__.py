@@ -1,9 +1,13 @@
 """Samplers: generic block Gibbs kernels, gradient-based kernels (HMC, MALA), chain runners."""
 
+from egm.samplers.chains import ChainSpec, gibbs_chain, gradient_chain
 from egm.samplers.gibbs import GibbsInfo, Kernel, block_gibbs, run, step_chains
 from egm.samplers.hmc import GradInfo, GradState, adapt_step_size, hmc, mala
 
 __all__ = [
+    "ChainSpec",
+    "gibbs_chain",
+    "gradient_chain",
     "GibbsInfo",
     "GradInfo",
     "GradState",

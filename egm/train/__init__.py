@@ -9,6 +9,13 @@ from egm.train.classifier import (
     make_classifier_step,
 )
 from egm.train.dbm_step import DBMStepConfig, DBMTrainState
+from egm.train.fe_step import (
+    FEStepConfig,
+    FETrainState,
+    fe_data_check,
+    init_fe_train_state,
+    make_fe_train_step,
+)
 from egm.train.greedy import LayerSpec, pretrain_stack
 from egm.train.likelihood_step import LossTrainState, init_loss_state, make_loss_step
 from egm.train.loop import check_divergence, epoch_key, fit, make_epoch, metrics_to_floats
@@ -24,6 +31,11 @@ from egm.train.rbm_step import (
 from egm.train.sweep import set_hyperparams, stack, sweep_epoch, sweep_keys, unstack
 
 __all__ = [
+    "FEStepConfig",
+    "FETrainState",
+    "fe_data_check",
+    "init_fe_train_state",
+    "make_fe_train_step",
     "LossTrainState",
     "init_loss_state",
     "make_loss_step",

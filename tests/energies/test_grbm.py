@@ -3,21 +3,12 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _stats import Z, clt_z
+from _stats import Z, clt_z, grbm_exact_draws
+from _stats import random_grbm as _params
 
 from egm.energies import grbm
 from egm.estimators import exact
 from egm.samplers import block_gibbs, hmc, run
-
-
-def _params(seed, V, H, scale=0.8):
-    k = jax.random.split(jax.random.key(seed), 4)
-    return grbm.GRBMParams(
-        W=scale * jax.random.normal(k[0], (V, H)),
-        b=jax.random.normal(k[1], (V,)),
-        c=0.5 * jax.random.normal(k[2], (H,)),
-        log_beta=0.5 * jax.random.normal(k[3], (V,)),
-    )
 
 
 def test_free_energy_sums_out_hidden():
@@ -46,15 +37,6 @@ def test_log_partition_matches_numerical_integration():
         np.testing.assert_allclose(numeric, exact.grbm_log_partition(p), rtol=1e-4)
 
 
-def _exact_draws(key, p, n):
-    """Exact samples: h ~ p(h) by enumeration, then v ~ p(v | h)."""
-    k1, k2 = jax.random.split(key)
-    hs = exact.all_binary_states(p.W.shape[1])
-    h = hs[jax.random.categorical(k1, jnp.log(exact.grbm_hidden_distribution(p)), shape=(n,))]
-    v = jax.vmap(grbm.sample_visible, in_axes=(0, None, 0))(jax.random.split(k2, n), p, h)
-    return v, h
-
-
 def _exact_moments(p):
     ph = np.asarray(exact.grbm_hidden_distribution(p), np.float64)
     m = np.asarray(
@@ -72,7 +54,7 @@ def test_block_gibbs_and_hmc_leave_the_exact_law_invariant():
     moments E[v] = Σ_h p(h) m_h, E[v²] = Σ_h p(h)(m_h² + 1/β)."""
     p = _params(7, 3, 4)
     n = 20000
-    v0, h0 = _exact_draws(jax.random.key(0), p, n)
+    v0, h0 = grbm_exact_draws(jax.random.key(0), p, n)
     mean, second = _exact_moments(p)
     gibbs = block_gibbs(grbm.BLOCKS)
     s, _ = jax.jit(run, static_argnums=(0, 4))(

@@ -1,0 +1,149 @@
+r"""CD-k / PCD-k train step for ANY energy model with a tractable free energy (§18.2, §20.5).
+
+For a model with hiddens summed or integrated out, ``p(v) = exp(-F(v)) / Z`` and
+
+.. math:: -\nabla_\theta \log p(v) = \nabla_\theta F(v) - \mathbb{E}_{p}[\nabla_\theta F(\tilde v)],
+
+so one step differentiates ``mean F(data) - mean F(negatives)``
+(:func:`egm.estimators.contrastive.free_energy_gap_grad`) with the negatives drawn by any
+sampler described by a :class:`egm.samplers.chains.ChainSpec`: block Gibbs for the
+Gaussian–Bernoulli RBM, mPoT and ssRBM, HMC on the free energy for the mcRBM, Gibbs–Langevin...
+The binary RBM keeps its own step (:mod:`egm.train.rbm_step`: centering, tied copies, a
+fused sweep); everything real-valued trains here.
+
+``project(params) -> params`` runs after every optimiser update.  It is where a model keeps
+its parameters in the valid set: filter normalisation and ``P ≥ 0`` for the mcRBM, a
+proper spike-and-slab model, or the GRBM's variance clipping
+(:func:`egm.energies.grbm.clip_precision`) that stops a bad learning rate from driving a
+learned variance to 0 or infinity.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from egm.errors import ConfigError
+from egm.estimators.contrastive import free_energy_gap_grad
+from egm.samplers.chains import ChainSpec
+from egm.samplers.gibbs import step_chains
+
+ESTIMATORS = ("cd", "pcd")
+Params = Any
+
+
+class FEStepConfig(NamedTuple):
+    """``estimator``: "pcd" (persistent chains) or "cd" (chains restarted at the batch);
+    ``k``: kernel steps (Gibbs sweeps, HMC trajectories...) per update."""
+
+    estimator: str = "pcd"
+    k: int = 1
+
+    def validate(self) -> FEStepConfig:
+        if self.estimator not in ESTIMATORS:
+            raise ConfigError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if not isinstance(self.k, numbers.Integral) or self.k < 1:
+            raise ConfigError(
+                f"k (sampler steps per update) must be an integer >= 1, got {self.k!r}"
+            )
+        return self
+
+
+class FETrainState(NamedTuple):
+    """Parameters, optimiser state, the persistent chains and the update count (a pytree)."""
+
+    params: Params
+    opt_state: Any
+    chains: Any
+    step: Array
+
+
+def init_fe_train_state(
+    key: PRNGKeyArray,
+    params: Params,
+    optimizer: optax.GradientTransformation,
+    chain: ChainSpec,
+    v_init: Float[Array, "C D"],
+) -> FETrainState:
+    """Start one persistent chain at each row of ``v_init`` (e.g. a random batch of data, or
+    draws from a Gaussian fitted to the data)."""
+    v_init = jnp.asarray(v_init, jnp.float32)
+    if v_init.ndim != 2 or v_init.shape[0] < 1:
+        raise ConfigError(
+            f"v_init must be (n_chains, n_visible) with n_chains >= 1, got shape {v_init.shape}"
+        )
+    params = jax.tree_util.tree_map(jnp.array, params)  # a copy: the epoch donates the state
+    keys = jax.random.split(key, v_init.shape[0])
+    chains = jax.vmap(chain.from_visible, in_axes=(0, None, 0))(keys, params, v_init)
+    return FETrainState(params, optimizer.init(params), chains, jnp.zeros((), jnp.int32))
+
+
+def make_fe_train_step(
+    free_energy: Callable[[Params, Float[Array, " D"]], Float[Array, ""]],
+    chain: ChainSpec,
+    optimizer: optax.GradientTransformation,
+    config: FEStepConfig | None = None,
+    *,
+    project: Callable[[Params], Params] | None = None,
+):
+    """Build ``step(state, batch, key) -> (state, metrics)`` for :func:`egm.train.make_epoch`.
+
+    Metrics (per update, averaged over the epoch): ``free_energy_gap`` (mean F(data) − mean
+    F(negatives), the contrastive objective before the update), ``grad_norm`` (global L2
+    norm of the gradient) and, for kernels that report one, ``acceptance_rate``.
+    """
+    config = (config or FEStepConfig()).validate()
+    if not callable(free_energy):
+        raise ConfigError(
+            f"free_energy must be callable (params, v) -> scalar, got {free_energy!r}"
+        )
+
+    def step(state: FETrainState, batch: Float[Array, "B D"], key: PRNGKeyArray):
+        k_start, k_run = jax.random.split(key)
+        params = state.params
+        if config.estimator == "pcd":
+            chains = jax.vmap(chain.refresh, in_axes=(0, None))(state.chains, params)
+        else:
+            keys = jax.random.split(k_start, batch.shape[0])
+            chains = jax.vmap(chain.from_visible, in_axes=(0, None, 0))(keys, params, batch)
+
+        reports = []  # whether the kernel's info has an acceptance rate (known at trace time)
+
+        def body(chains, k):
+            chains, info = step_chains(chain.kernel, k, chains, params)
+            acc = getattr(info, "acceptance_rate", None)
+            reports.append(acc is not None)
+            return chains, (jnp.mean(acc) if acc is not None else jnp.ones(()))
+
+        chains, acc = jax.lax.scan(body, chains, jax.random.split(k_run, config.k))
+        negatives = jax.vmap(chain.visible)(chains)
+        gap, grads = free_energy_gap_grad(free_energy, params, batch, negatives)
+        updates, opt_state = optimizer.update(grads, state.opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        if project is not None:
+            new_params = project(new_params)
+        metrics = {"free_energy_gap": gap, "grad_norm": optax.tree.norm(grads)}
+        if reports[-1]:
+            metrics["acceptance_rate"] = jnp.mean(acc)
+        if config.estimator == "cd":
+            chains = state.chains  # CD keeps no chains; the state's shape stays fixed
+        return FETrainState(new_params, opt_state, chains, state.step + 1), metrics
+
+    return step
+
+
+def fe_data_check(n_visible: int):
+    """Host-side check of real-valued training data for :func:`egm.train.fit` (``data_check``):
+    shape ``(N, n_visible)`` (NaN/inf are always checked by ``fit``)."""
+    from egm.data.validate import check_shape
+
+    def check(x) -> None:
+        check_shape(x, n_visible, "training data")
+
+    return check
