@@ -1,4 +1,5 @@
-"""Data layer of egm: MNIST loaders, binarization, input checks, toy sets, batching.
+"""Data layer of egm: MNIST loaders, natural-image patches, whitening, binarization,
+input checks, toy sets, batching.
 
 The lowest layer: it imports nothing else from egm except :mod:`egm.errors`.
 """
@@ -13,6 +14,7 @@ from egm.data.binarize import (
 )
 from egm.data.idx import read_idx
 from egm.data.mnist import MNIST_SOURCES, MNIST_SPLITS, Dataset, load_mnist
+from egm.data.patches import PATCH_SOURCES, PATCH_SPLITS, load_patches
 from egm.data.toy import (
     bars_and_stripes,
     log_density_checkerboard,
@@ -23,11 +25,24 @@ from egm.data.toy import (
     sample_rings,
 )
 from egm.data.validate import check_binary, check_finite, check_shape, check_unit_interval
+from egm.data.whitening import (
+    WHITENING_KINDS,
+    Whitening,
+    fit_whitening,
+    load_whitening,
+    save_whitening,
+    unwhiten,
+    whiten,
+)
 
 __all__ = [
     "BINARIZATIONS",
     "MNIST_SOURCES",
     "MNIST_SPLITS",
+    "PATCH_SOURCES",
+    "PATCH_SPLITS",
+    "WHITENING_KINDS",
+    "Whitening",
     "Dataset",
     "bars_and_stripes",
     "binarize_dynamic",
@@ -39,7 +54,10 @@ __all__ = [
     "check_shape",
     "check_unit_interval",
     "describe_protocol",
+    "fit_whitening",
     "load_mnist",
+    "load_patches",
+    "load_whitening",
     "log_density_checkerboard",
     "log_density_gaussian_mixture",
     "log_density_rings",
@@ -48,4 +66,7 @@ __all__ = [
     "sample_checkerboard",
     "sample_gaussian_mixture",
     "sample_rings",
+    "save_whitening",
+    "unwhiten",
+    "whiten",
 ]

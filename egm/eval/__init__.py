@@ -1,5 +1,6 @@
 """Evaluation: training diagnostics, likelihood estimates and visualisation helpers."""
 
+from egm.eval import denoise
 from egm.eval.autoregressive import enumerate_log_probs, top_half_mask
 from egm.eval.likelihood import (
     LogLikelihoodBracket,
@@ -16,6 +17,7 @@ from egm.eval.metrics import (
 from egm.eval.visualize import tile_images
 
 __all__ = [
+    "denoise",
     "enumerate_log_probs",
     "top_half_mask",
     "LogLikelihoodBracket",
