@@ -12,6 +12,7 @@ from egm.train.dbm_step import DBMStepConfig, DBMTrainState
 from egm.train.fe_step import (
     FEStepConfig,
     FETrainState,
+    check_acceptance,
     fe_data_check,
     init_fe_train_state,
     make_fe_train_step,
@@ -33,6 +34,7 @@ from egm.train.sweep import set_hyperparams, stack, sweep_epoch, sweep_keys, uns
 __all__ = [
     "FEStepConfig",
     "FETrainState",
+    "check_acceptance",
     "fe_data_check",
     "init_fe_train_state",
     "make_fe_train_step",

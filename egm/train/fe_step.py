@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from egm.errors import ConfigError
+from egm.errors import ConfigError, DivergenceError
 from egm.estimators.contrastive import free_energy_gap_grad
 from egm.samplers.chains import ChainSpec
 from egm.samplers.gibbs import step_chains
@@ -147,3 +147,21 @@ def fe_data_check(n_visible: int):
         check_shape(x, n_visible, "training data")
 
     return check
+
+
+def check_acceptance(
+    epoch: int, metrics: dict[str, Any], min_acceptance: float = 0.01, hint: str = ""
+) -> None:
+    """Raise :class:`egm.errors.DivergenceError` if an epoch's mean ``acceptance_rate`` fell
+    below ``min_acceptance``.  A Metropolis-adjusted sampler (HMC, MALA, adjusted
+    Gibbs–Langevin) whose moves are all rejected leaves the persistent chains frozen; PCD
+    then keeps pushing the free energy down at the data and up at stale negatives, and the
+    model runs away while every number stays finite (measured: a GRBM whose acceptance fell
+    to 0 reached a test log-likelihood of -6.7e8 nats).  Call it from ``on_epoch_end``."""
+    acc = metrics.get("acceptance_rate")
+    if acc is not None and acc < min_acceptance:
+        raise DivergenceError(
+            f"epoch {epoch}: the sampler's acceptance rate fell to {acc:.3g} (< {min_acceptance}): "
+            f"the chains have stopped moving, so the negative phase is stale and training would "
+            f"run away; lower the sampler's step size or the learning rate {hint}".rstrip()
+        )

@@ -1,4 +1,4 @@
-"""Natural-image patches: determinism, shape and range, disjoint train/test images, the
+"""Natural-image patches: determinism, shape and range, disjoint train/test regions, the
 grey conversion, errors, and the tfds CIFAR-10 path on mocked records."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from egm.data import PATCH_SOURCES, load_patches
 from egm.data import patches as patches_module
-from egm.data.patches import SKIMAGE_TEST_IMAGES, SKIMAGE_TRAIN_IMAGES, _cut_patches
+from egm.data.patches import BAND_ROWS, SKIMAGE_IMAGES, TEST_ROWS, _cut_patches
 from egm.errors import ConfigError, CorruptFileError, DatasetNotFoundError
 
 pytest.importorskip("skimage")
@@ -49,18 +49,38 @@ def test_deterministic_in_its_arguments() -> None:
     )
 
 
-def test_train_and_test_images_are_disjoint() -> None:
-    assert not set(SKIMAGE_TRAIN_IMAGES) & set(SKIMAGE_TEST_IMAGES)
+def test_train_and_test_regions_are_disjoint_bands_of_every_photo() -> None:
     train = patches_module._skimage_images("train")
     test = patches_module._skimage_images("test")
-    for a in train:  # no test photograph is a train photograph under another name
-        for b in test:
-            assert a.shape != b.shape or not np.array_equal(a, b)
-    # the test split's patches are exactly the ones cut from the test photographs
+    rows = {"train": sum(p.shape[0] for p in train), "test": sum(p.shape[0] for p in test)}
+    total = sum(patches_module._skimage_grey(n).shape[0] for n in SKIMAGE_IMAGES)
+    assert rows["train"] + rows["test"] <= total
+    assert 0.15 < rows["test"] / total < 0.25  # about TEST_ROWS / BAND_ROWS = 20 %
+    assert max(p.shape[0] for p in train) == BAND_ROWS - TEST_ROWS
+    # each region is a verbatim block of rows of its photograph, and no row is in both splits
+    seen: dict[str, set] = {}
+    for split, regions in (("train", train), ("test", test)):
+        used = set()
+        for reg in regions:
+            hit = False
+            for name in SKIMAGE_IMAGES:
+                full = patches_module._skimage_grey(name)
+                if full.shape[1] != reg.shape[1]:
+                    continue
+                for start in range(0, full.shape[0] - reg.shape[0] + 1):
+                    if np.array_equal(full[start : start + reg.shape[0]], reg):
+                        used |= {(name, r) for r in range(start, start + reg.shape[0])}
+                        hit = True
+                        break
+                if hit:
+                    break
+            assert hit
+        seen[split] = used
+    assert not seen["train"] & seen["test"]
+    # the test split's patches are exactly the ones cut from the test regions
     got = load_patches("skimage", split="test", patch_size=8, n_patches=200, seed=1)
-    ref, ids, _, _ = _cut_patches(test, 8, 200, 1)
+    ref, _, _, _ = _cut_patches(test, 8, 200, 1)
     np.testing.assert_array_equal(got, ref)
-    assert set(ids.tolist()) == set(range(len(SKIMAGE_TEST_IMAGES)))
 
 
 def test_patches_are_crops_of_their_images() -> None:
@@ -69,8 +89,9 @@ def test_patches_are_crops_of_their_images() -> None:
     for p, i, r, c in zip(x, ids, rows, cols, strict=True):
         np.testing.assert_array_equal(p.reshape(6, 6), images[i][r : r + 6, c : c + 6])
     counts = np.bincount(ids, minlength=len(images))
-    # image drawn uniformly: each count ~ Binomial(400, 1/8), mean 50, sd 6.6; z=5 bound
-    assert np.all(np.abs(counts - 50) < 5 * np.sqrt(400 * (1 / 8) * (7 / 8)))
+    # image drawn uniformly: each count ~ Binomial(400, 1/n), z=5 bound
+    n = len(images)
+    assert np.all(np.abs(counts - 400 / n) < 5 * np.sqrt(400 * (1 / n) * (1 - 1 / n)))
     # every position of the image is allowed: the corners are reachable
     x, ids, rows, cols = _cut_patches([images[1][:10, :10]], 9, 200, 0)
     assert set(rows.tolist()) == {0, 1} and set(cols.tolist()) == {0, 1}
@@ -108,7 +129,7 @@ def test_grey_is_bt709_luminance() -> None:
         (dict(n_patches=0), r"n_patches must be an integer >= 1"),
         (dict(seed=-1), r"seed must be a non-negative integer"),
         (dict(source="skimage", data_dir="/tmp"), r"data_dir only applies to source=\"tfds\""),
-        (dict(source="skimage", patch_size=301), r"patch_size 301 does not fit.*<= 300"),
+        (dict(source="skimage", patch_size=33), r"patch_size 33 does not fit.*<= 32"),
     ],
 )
 def test_config_errors(kwargs: dict, match: str) -> None:

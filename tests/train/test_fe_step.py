@@ -144,3 +144,10 @@ def test_bad_config_and_inputs():
 
     with pytest.raises((ConfigError, DataError), match="4"):
         train.fe_data_check(4)(np.zeros((10, 3)))
+
+
+def test_check_acceptance_stops_a_run_whose_chains_froze():
+    train.check_acceptance(0, {"acceptance_rate": 0.5})
+    train.check_acceptance(0, {"free_energy_gap": 1.0})  # Gibbs: nothing to check
+    with pytest.raises(DivergenceError, match="acceptance rate fell to 0.001"):
+        train.check_acceptance(3, {"acceptance_rate": 0.001}, hint="(lr=1)")
