@@ -20,6 +20,9 @@ thread pools) and never two at once, since they time the same CPU.  The benchmar
 * ``nade``: NADE 784-500 test log-likelihood throughput and training epoch vs a PyTorch
   NADE written for the benchmark.
 * ``vae_train``: VAE 784-200-200-50 training throughput vs pythae (target >= 1.5x).
+* ``grbm_gibbs``: block-Gibbs chain-sweeps/s of a 784x500 Gaussian-Bernoulli RBM, 1000
+  chains, and HMC chain-steps/s (20 leapfrog steps) on the mcRBM free energy of 8x8
+  patches, each vs a hand-written dense JAX reference (target >= 0.9x).
 * ``rng_cpu``: uniform draws/s on CPU under JAX's legacy vs default Threefry lowering
   (why egm's experiments use the legacy one on CPU).
 
@@ -37,7 +40,16 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("gibbs_rbm", "pcd_epoch", "ais_rbm", "rng_cpu", "gibbs_dbm", "nade", "vae_train")
+SCRIPTS = (
+    "gibbs_rbm",
+    "pcd_epoch",
+    "ais_rbm",
+    "rng_cpu",
+    "gibbs_dbm",
+    "nade",
+    "vae_train",
+    "grbm_gibbs",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
