@@ -69,8 +69,11 @@ def _convert(name: str, value: str, current_type: type, annotation: Any) -> Any:
             return int(value)
         if current_type is float:
             return float(value)
-        if "int" in str(annotation) and current_type is type(None):
-            return int(value)
+        if current_type is type(None):  # a None default: the annotation says what else it takes
+            if "float" in str(annotation):
+                return float(value)
+            if "int" in str(annotation):
+                return int(value)
         return value
     except ValueError:
         raise ConfigError(f"--{name} expects a {current_type.__name__}, got {value!r}") from None

@@ -150,3 +150,25 @@ def test_killed_run_resumes_with_nothing_lost(tmp_path):
     assert a["train_loglik_nats"] == b["train_loglik_nats"]
     epochs = [json.loads(x)["epoch"] for x in (killed / "metrics.jsonl").read_text().splitlines()]
     assert epochs == list(range(60))
+
+
+def test_overrides_of_fields_whose_default_is_none():
+    """``float | None`` / ``int | None`` fields with a None default get the annotated type
+    (a string "0.1" would reach the library and fail far from the flag)."""
+    import dataclasses
+
+    from _common import parse_overrides
+
+    from egm.errors import ConfigError
+
+    @dataclasses.dataclass(frozen=True)
+    class C:
+        eps: float | None = None
+        n: int | None = None
+        name: str | None = None
+
+    c = parse_overrides(C(), ["--eps", "0.1", "--n", "3", "--name", "x"], {})
+    assert c == C(eps=0.1, n=3, name="x") and isinstance(c.eps, float)
+    assert parse_overrides(C(eps=0.5), ["--eps", "none"], {}).eps is None
+    with pytest.raises(ConfigError, match="eps"):
+        parse_overrides(C(), ["--eps", "abc"], {})
