@@ -61,7 +61,8 @@ PRESETS = {
         source="auto",
         n_train=50_000,
         n_test=10_000,
-        epochs=30,
+        epochs=100,
+        ais_temps=100_000,
         workdir="runs/grbm_mnist_full",
     ),
 }
