@@ -4,7 +4,7 @@
     python experiments/grbm_patches.py --config full        # recorded run (BUILD_NOTES.md)
 
 Patches come from the natural photographs shipped inside scikit-image (``pip install
-"egm[patches]"``; train and test patches from disjoint images) or from CIFAR-10 through
+"egm[patches]"``; train and test patches from disjoint bands of every photo) or from CIFAR-10 through
 tensorflow-datasets (``--source tfds``).  They are ZCA-whitened with a transform fitted on
 the training patches and stored in the work directory (whitening.npz).  The GRBM learns its
 per-pixel variances (``log_beta``, clipped to [min_var, max_var] after every update — the
@@ -16,6 +16,11 @@ filters.png, samples.png, results.json with the AIS test log-likelihood (nats pe
 in whitened space, and per patch in pixel space through log|det A|), the full-covariance
 Gaussian's exact test log-likelihood on the same data (the baseline to beat), and
 denoising PSNR against the Wiener filter.  A killed run resumes from its last checkpoint.
+
+Full config (256 hidden, PCD-1 block Gibbs, 300 epochs, Adam 1e-3 decayed to 0, variances
+clipped to [0.01, 10]; AIS 500 chains x 20,000 temperatures): test log-likelihood -61.87
+nats per whitened patch (ESS 484/500) against -82.49 for the exact full-covariance
+Gaussian; 105 s of training, 138 s in all on the 2-core CPU (BUILD_NOTES.md, issue 4).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
     python experiments/ssrbm_patches.py --config full        # recorded run (below)
 
 Patches come from the natural photographs shipped inside scikit-image (``pip install
-"egm[patches]"``; train and test patches from disjoint images) or from CIFAR-10 through
+"egm[patches]"``; train and test patches from disjoint bands of every photo) or from CIFAR-10 through
 tensorflow-datasets (``--source tfds``), ZCA-whitened by a transform fitted on the training
 patches and stored in the work directory (whitening.npz).  The µ-ssRBM
 (:mod:`egm.energies.ssrbm`) is trained by PCD-k with block Gibbs over ``h | v``,
@@ -24,7 +24,7 @@ ssRBM prior (:func:`egm.eval.denoise.map_denoise`, step size chosen by the MAP o
 and the posterior mean under the ssRBM prior by block Gibbs on ``p(z, s, h | y)``
 (:func:`gibbs_denoise`).
 
-Full config (skimage patches, 50k train / 10k test from disjoint photos, ZCA; 64-256,
+Full config (skimage patches, 50k train / 10k test from disjoint bands of the photos, ZCA; 64-256,
 PCD-1, 100 chains, Adam 3e-4, 30 epochs), measured on the shared 2-core CPU machine:
 122 s of training, 130 s in all; PSNR on 1000 held-out patches: noisy 20.00 dB, Wiener
 25.93 dB, ssRBM MAP 24.36 dB, ssRBM posterior mean 25.20 dB; test spike rate 0.14,

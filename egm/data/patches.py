@@ -101,7 +101,7 @@ def load_patches(
 
     Args:
       source: ``"auto"``, ``"skimage"`` or ``"tfds"`` (see the module doc).
-      split: ``"train"`` or ``"test"``; the two come from disjoint images.
+      split: ``"train"`` or ``"test"``; the two come from disjoint regions (see the module doc).
       patch_size: side of the square patches, at least 2 and at most the smallest image
         side of the split's regions (32 for skimage: :data:`TEST_ROWS`; 32 for CIFAR-10).
       n_patches: number of patches, at least 1.
