@@ -42,6 +42,7 @@ FIELDS = (
     "batch_size",
     "epochs",
     "learning_rate",
+    "lr_decay",
     "grad_clip",
     "checkpoint_every",
     "progress",
@@ -195,7 +196,7 @@ def fit(
     metrics.jsonl.  Returns the final train state."""
     k_state, k_init, k_train = jax.random.split(jax.random.key(cfg.seed + 1), 3)
     lr = cfg.learning_rate
-    if getattr(cfg, "lr_decay", False):  # linear decay to 0 over the run
+    if cfg.lr_decay:  # linear decay to 0 over the run
         lr = optax.linear_schedule(lr, 0.0, cfg.epochs * (len(z_train) // cfg.batch_size))
     opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(lr))
     rows = jax.random.choice(k_init, z_train.shape[0], (cfg.n_chains,), replace=True)

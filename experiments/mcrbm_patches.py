@@ -99,6 +99,7 @@ class Config:
     batch_size: int = 100
     epochs: int = 40
     learning_rate: float = 3e-4
+    lr_decay: bool = False  # linear decay to 0 over the run (the recorded full run: constant)
     grad_clip: float = 10.0
     eval_size: int = 1000
     n_samples: int = 64

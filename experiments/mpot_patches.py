@@ -103,6 +103,7 @@ class Config:
     batch_size: int = 100
     epochs: int = 20
     learning_rate: float = 1e-3
+    lr_decay: bool = False  # linear decay to 0 over the run (the recorded full run: constant)
     grad_clip: float = 10.0
     eval_size: int = 1000
     n_samples: int = 64

@@ -20,7 +20,7 @@ input).  A killed run started again with the same command resumes from its last 
 
 Denoising scores three estimators on the same noisy held-out patches (σ = 0.1 in [0, 1]
 grey units): the Wiener filter of the training covariance, the MAP estimate under the
-ssRBM prior (:func:`egm.eval.denoise.map_denoise`, step size chosen by the MAP objective)
+ssRBM prior (:func:`egm.eval.denoise.map_denoise`, monotone for any prior)
 and the posterior mean under the ssRBM prior by block Gibbs on ``p(z, s, h | y)``
 (:func:`gibbs_denoise`).
 
@@ -51,7 +51,7 @@ import numpy as np  # noqa: E402
 from _common import Workdir, log, parse_overrides, rng_label, rng_mode  # noqa: E402
 
 from egm.energies import ssrbm  # noqa: E402
-from egm.errors import ConfigError, DivergenceError  # noqa: E402
+from egm.errors import ConfigError  # noqa: E402
 from egm.eval import denoise  # noqa: E402
 from egm.samplers import gibbs_chain  # noqa: E402
 
@@ -81,6 +81,7 @@ class Config:
     batch_size: int = 100
     epochs: int = 30
     learning_rate: float = 3e-4  # 1e-3: |∇| grows, Λ collapses, worse figures (BUILD_NOTES.md)
+    lr_decay: bool = False  # linear decay to 0 over the run (the recorded full run: constant)
     grad_clip: float = 10.0
     n_samples: int = 64
     sample_steps: int = 1000
@@ -149,42 +150,6 @@ _EVAL_ONLY = (
     "eval_size",
     "n_test",
 )
-
-
-#: Step sizes tried by :func:`map_denoise_best` (η of egm.eval.denoise.map_denoise).
-DENOISE_STEPS = (1.0, 0.3, 0.1, 0.03)
-
-
-def map_denoise_best(params, y, noise_std, whitening, n_steps):
-    """MAP denoising under the ssRBM prior with the step size that reaches the LOWEST MAP
-    objective ``F(whiten(x)) + ||x - y||² / (2σ²)`` (mean over the patches) among
-    :data:`DENOISE_STEPS`.  The ssRBM free energy is not ``⪯ ½||z||²``-curved (active units'
-    ``Φ_i`` add curvature, their ``W_i W_iᵀ/α_i`` remove it), so the default step of
-    :func:`egm.eval.denoise.map_denoise` carries no descent guarantee; choosing among steps
-    by the objective uses no clean data.  Returns ``(x̂, η, objective per η)``."""
-    mean = jnp.asarray(whitening.mean, jnp.float32)
-    fwd = jnp.asarray(whitening.forward, jnp.float32)
-
-    @jax.jit
-    def objective(x, y):
-        f = jax.vmap(lambda r: ssrbm.free_energy(params, (r - mean) @ fwd))(x)
-        return jnp.mean(f + 0.5 * jnp.sum((x - y) ** 2, axis=1) / noise_std**2)
-
-    best, tried = None, {}
-    for eta in DENOISE_STEPS:
-        try:
-            x = denoise.map_denoise(
-                ssrbm.free_energy, params, y, noise_std, whitening, n_steps=n_steps, step_size=eta
-            )
-        except DivergenceError:
-            tried[str(eta)] = float("inf")
-            continue
-        tried[str(eta)] = float(objective(jnp.asarray(x), jnp.asarray(y)))
-        if best is None or tried[str(eta)] < tried[str(best[1])]:
-            best = (x, eta)
-    if best is None:
-        raise DivergenceError(f"MAP denoising diverged for every step size in {DENOISE_STEPS}")
-    return best[0], best[1], tried
 
 
 def gibbs_denoise(key, params, y, noise_std, whitening, *, n_sweeps, burn_in):
@@ -319,7 +284,9 @@ def _run(cfg: Config) -> dict:
     t_den = time.perf_counter()
     x = p.x_test[: cfg.denoise_n]
     y = x + cfg.denoise_std * np.asarray(jax.random.normal(k_den, x.shape), np.float32)
-    x_map, eta, tried = map_denoise_best(params, y, cfg.denoise_std, p.whitening, cfg.denoise_steps)
+    x_map = denoise.map_denoise(
+        ssrbm.free_energy, params, y, cfg.denoise_std, p.whitening, n_steps=cfg.denoise_steps
+    )
     x_wiener = denoise.wiener_denoise(p.x_train, y, cfg.denoise_std)
     x_mmse = gibbs_denoise(
         jax.random.fold_in(k_den, 1),
@@ -340,8 +307,6 @@ def _run(cfg: Config) -> dict:
         "mmse_sweeps": cfg.denoise_sweeps,
         "mmse_burn_in": cfg.denoise_sweeps // 5,
         "map_steps": cfg.denoise_steps,
-        "map_step_size": eta,
-        "map_objective_by_step": tried,
     }
     den_s = time.perf_counter() - t_den
     ev = {k: float(v) for k, v in _eval(params).items()}
