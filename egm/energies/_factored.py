@@ -37,6 +37,7 @@ import numpy as np
 from jax.scipy.linalg import cho_solve, solve_triangular
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from egm.energies.rbm import bernoulli_logits
 from egm.errors import ConfigError
 
 #: ``ε`` of the input normalisation ``ṽ = v / sqrt(mean(v²) + ε)`` (see :func:`normalize`).
@@ -152,8 +153,7 @@ def sample_mean_hidden(
     key: PRNGKeyArray, params: Params, v: Float[Array, " D"]
 ) -> Float[Array, " M"]:
     """``h_m ~ Bernoulli(σ(b_m + Wᵀv))``."""
-    logits = mean_hidden_logits(params, v)
-    return jax.random.bernoulli(key, jax.nn.sigmoid(logits)).astype(logits.dtype)
+    return bernoulli_logits(key, mean_hidden_logits(params, v))
 
 
 def sample_visible(

@@ -42,6 +42,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from egm.energies import _factored
 from egm.energies._factored import NORMALIZE_EPS, FactoredState
+from egm.energies.rbm import bernoulli_logits
 from egm.errors import ConfigError
 
 
@@ -182,7 +183,7 @@ def sample_hidden(
     """``(h_c, h_m) ~ P(h_c | v) P(h_m | v)`` (Bernoulli, conditionally independent)."""
     k_c, k_m = jax.random.split(key)
     logits = covariance_hidden_logits(params, v, normalize_input=normalize_input, eps=eps)
-    h_c = jax.random.bernoulli(k_c, jax.nn.sigmoid(logits)).astype(logits.dtype)
+    h_c = bernoulli_logits(k_c, logits)
     return h_c, _factored.sample_mean_hidden(k_m, params, v)
 
 

@@ -57,6 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from egm.distributions import bernoulli_log_prob
 from egm.energies import grbm
 from egm.energies.rbm import RBMState, bernoulli_logits
 from egm.errors import ConfigError
@@ -107,8 +108,7 @@ def bernoulli_hiddens(
         return bernoulli_logits(key, hidden_logits(params, v))
 
     def hidden_log_prob(params: Params, v: Array, h: Array) -> Array:
-        logits = hidden_logits(params, v)
-        return jnp.sum(h * jax.nn.log_sigmoid(logits) + (1 - h) * jax.nn.log_sigmoid(-logits))
+        return bernoulli_log_prob(hidden_logits(params, v), h)
 
     return sample_hidden, hidden_log_prob
 
