@@ -277,21 +277,33 @@ def save_patch_grid(
 
 
 def denoising(
-    key, free_energy, params: Any, p: RealData, *, noise_std: float, n: int, n_steps: int = 300
+    key,
+    free_energy,
+    params: Any,
+    p: RealData,
+    *,
+    noise_std: float,
+    n: int,
+    n_steps: int = 300,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """PSNR of held-out patches corrupted by N(0, noise_std²) pixel noise: noisy input,
-    the Wiener (Gaussian prior) estimate, and the model's MAP estimate
-    (:func:`egm.eval.denoise.map_denoise`).  Higher is better."""
+    """PSNR of held-out patches corrupted by N(0, noise_std²) pixel noise (drawn with
+    ``key``): noisy input, the Wiener (Gaussian prior) estimate, the model's MAP estimate
+    (:func:`egm.eval.denoise.map_denoise`) and, for every ``name: f`` in ``extra``, the
+    estimate ``f(y)`` of the same noisy patches as ``psnr_{name}_db``.  Higher is better."""
     from egm.eval import denoise
 
     x = p.x_test[:n]
     y = x + noise_std * np.asarray(jax.random.normal(key, x.shape), np.float32)
     wiener = denoise.wiener_denoise(p.x_train, y, noise_std)
     model = denoise.map_denoise(free_energy, params, y, noise_std, p.whitening, n_steps=n_steps)
-    return {
+    out = {
         "noise_std": noise_std,
         "psnr_noisy_db": float(denoise.psnr(x, y)),
         "psnr_wiener_db": float(denoise.psnr(x, wiener)),
         "psnr_model_db": float(denoise.psnr(x, model)),
         "n_patches": int(len(x)),
     }
+    for name, estimate in (extra or {}).items():
+        out[f"psnr_{name}_db"] = float(denoise.psnr(x, estimate(y)))
+    return out
