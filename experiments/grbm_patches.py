@@ -222,6 +222,7 @@ def _run(cfg: Config) -> dict:
     test_ll = float(jnp.mean(nfe(jnp.asarray(p.z_test)))) - float(res.log_z)
     train_ll = float(jnp.mean(nfe(jnp.asarray(p.z_train[: cfg.n_test])))) - float(res.log_z)
     gauss_ll = rv.gaussian_log_likelihood(p.z_train, p.z_test)
+    gauss_train_ll = rv.gaussian_log_likelihood(p.z_train, p.z_train[: cfg.n_test])
     log_det = rv.pixel_log_det(p.whitening)
 
     v0 = p.z_train[np.asarray(jax.random.choice(k_samp, len(p.z_train), (cfg.n_samples,)))]
@@ -274,6 +275,7 @@ def _run(cfg: Config) -> dict:
         "train_loglik_nats": train_ll,
         "test_loglik_se": float(res.log_z_se),
         "gaussian_test_loglik_nats": gauss_ll,
+        "gaussian_train_loglik_nats": gauss_train_ll,
         "test_loglik_pixel_nats": test_ll + log_det,
         "gaussian_test_loglik_pixel_nats": gauss_ll + log_det,
         "loglik_units": "nats per whitened patch (a density on R^D); *_pixel: per patch of "
