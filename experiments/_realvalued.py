@@ -47,6 +47,22 @@ FIELDS = (
     "checkpoint_every",
     "progress",
     "workdir",
+    "n_samples",
+    "sample_steps",
+    "denoise_std",
+    "denoise_n",
+)
+#: Fields every real-valued experiment may change on a resumed run (they do not change the
+#: trained parameters); each experiment adds its own evaluation-only fields.
+EVAL_ONLY = (
+    "progress",
+    "workdir",
+    "checkpoint_every",
+    "n_samples",
+    "sample_steps",
+    "denoise_std",
+    "denoise_n",
+    "n_test",
 )
 WHITENINGS = ("zca", "pca", "standardize")
 PATCH_SOURCES = ("auto", "skimage", "tfds")
@@ -73,6 +89,9 @@ def validate_common(cfg: Any) -> None:
         ("batch_size", 1),
         ("epochs", 1),
         ("checkpoint_every", 1),
+        ("n_samples", 1),
+        ("sample_steps", 1),
+        ("denoise_n", 1),
     ):
         if getattr(cfg, name) < low:
             raise ConfigError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
@@ -80,7 +99,7 @@ def validate_common(cfg: Any) -> None:
         raise ConfigError(
             f"batch_size {cfg.batch_size} exceeds n_train {cfg.n_train}; lower --batch_size"
         )
-    for name in ("learning_rate", "grad_clip"):
+    for name in ("learning_rate", "grad_clip", "denoise_std"):
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"{name} must be > 0, got {getattr(cfg, name)}")
     if cfg.whiten_eps is not None and not cfg.whiten_eps >= 0:

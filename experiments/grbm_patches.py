@@ -98,9 +98,6 @@ class Config:
             ("n_hidden", 1),
             ("ais_chains", 2),
             ("ais_temps", 3),
-            ("n_samples", 1),
-            ("sample_steps", 1),
-            ("denoise_n", 1),
             ("langevin_steps", 1),
         ):
             if getattr(self, name) < low:
@@ -110,8 +107,8 @@ class Config:
                 f"need 0 < min_var < max_var, got {self.min_var}, {self.max_var} (variances of "
                 f"the whitened data, ~1)"
             )
-        if not self.denoise_std > 0 or not self.langevin_step_size > 0:
-            raise ConfigError("denoise_std and langevin_step_size must be > 0")
+        if not self.langevin_step_size > 0:
+            raise ConfigError(f"langevin_step_size must be > 0, got {self.langevin_step_size}")
         return self
 
 
@@ -136,17 +133,9 @@ PRESETS = {
     "full": Config(epochs=300, ais_chains=500, ais_temps=20_000, workdir="runs/grbm_patches_full"),
 }
 
-_EVAL_ONLY = (
-    "progress",
-    "workdir",
-    "checkpoint_every",
+_EVAL_ONLY = rv.EVAL_ONLY + (
     "ais_chains",
     "ais_temps",
-    "n_samples",
-    "sample_steps",
-    "denoise_std",
-    "denoise_n",
-    "n_test",
 )
 
 

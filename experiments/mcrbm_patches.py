@@ -131,9 +131,6 @@ class Config:
             ("n_mean", 1),
             ("hmc_leapfrog", 1),
             ("eval_size", 1),
-            ("n_samples", 1),
-            ("sample_steps", 1),
-            ("denoise_n", 1),
             ("denoise_every", 0),
         ):
             if getattr(self, name) < low:
@@ -143,7 +140,6 @@ class Config:
             "c_init_norm",
             "norm_eps",
             "hmc_step_size",
-            "denoise_std",
             "w_scale",
         ):
             if not getattr(self, name) > 0:
@@ -182,17 +178,9 @@ PRESETS = {
 }
 
 #: Fields that do not change the trained parameters (a resumed run may change them).
-_EVAL_ONLY = (
-    "progress",
-    "workdir",
-    "checkpoint_every",
+_EVAL_ONLY = rv.EVAL_ONLY + (
     "eval_size",
-    "n_samples",
-    "sample_steps",
-    "denoise_std",
-    "denoise_n",
     "denoise_every",
-    "n_test",
 )
 
 

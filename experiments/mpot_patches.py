@@ -130,9 +130,6 @@ class Config:
             ("n_mean", 1),
             ("hmc_leapfrog", 1),
             ("eval_size", 1),
-            ("n_samples", 1),
-            ("sample_steps", 1),
-            ("denoise_n", 1),
             ("denoise_every", 0),
         ):
             if getattr(self, name) < low:
@@ -141,7 +138,6 @@ class Config:
             "data_scale",
             "c_init_norm",
             "hmc_step_size",
-            "denoise_std",
             "w_scale",
             "gamma_min",
         ):
@@ -185,17 +181,9 @@ PRESETS = {
     "full": Config(workdir="runs/mpot_patches_full"),
 }
 
-_EVAL_ONLY = (
-    "progress",
-    "workdir",
-    "checkpoint_every",
+_EVAL_ONLY = rv.EVAL_ONLY + (
     "eval_size",
-    "n_samples",
-    "sample_steps",
-    "denoise_std",
-    "denoise_n",
     "denoise_every",
-    "n_test",
 )
 
 

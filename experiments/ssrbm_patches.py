@@ -97,16 +97,13 @@ class Config:
         rv.validate_common(self)
         for name, low in (
             ("n_hidden", 1),
-            ("n_samples", 1),
-            ("sample_steps", 1),
-            ("denoise_n", 1),
             ("denoise_steps", 1),
             ("denoise_sweeps", 5),
             ("eval_size", 1),
         ):
             if getattr(self, name) < low:
                 raise ConfigError(f"{name} must be >= {low}, got {getattr(self, name)}")
-        for name in ("w_scale", "alpha_init", "phi_init", "proper_margin", "denoise_std"):
+        for name in ("w_scale", "alpha_init", "phi_init", "proper_margin"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         return self
@@ -135,18 +132,10 @@ PRESETS = {
 }
 
 #: Fields that do not change the trained parameters (a resumed run may change them).
-_EVAL_ONLY = (
-    "progress",
-    "workdir",
-    "checkpoint_every",
-    "n_samples",
-    "sample_steps",
-    "denoise_std",
-    "denoise_n",
+_EVAL_ONLY = rv.EVAL_ONLY + (
     "denoise_steps",
     "denoise_sweeps",
     "eval_size",
-    "n_test",
 )
 
 
