@@ -2,7 +2,7 @@
 
 One copy of what every real-valued experiment does around its model: load 8×8 natural image
 patches (or real-valued MNIST), whiten them with a transform stored in the work directory,
-train any free-energy model by CD/PCD (:func:`egm.train.make_fe_train_step`) with
+train any free-energy model by CD/PCD (:func:`egm.train.make_fe_step`) with
 checkpoints and resume, draw samples after long chains, show filters in pixel space, and
 measure denoising against the Gaussian (Wiener) baseline.  A model's experiment supplies its
 energy functions, its chain and its ``project``; the config fields used here are listed in
@@ -219,8 +219,8 @@ def fit(
         lr = optax.linear_schedule(lr, 0.0, cfg.epochs * (len(z_train) // cfg.batch_size))
     opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adam(lr))
     rows = jax.random.choice(k_init, z_train.shape[0], (cfg.n_chains,), replace=True)
-    state = train.init_fe_train_state(k_state, params, opt, chain, jnp.asarray(z_train)[rows])
-    step = train.make_fe_train_step(
+    state = train.init_fe_state(k_state, params, opt, chain, jnp.asarray(z_train)[rows])
+    step = train.make_fe_step(
         free_energy,
         chain,
         opt,

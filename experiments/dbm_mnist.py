@@ -245,9 +245,9 @@ def _run(cfg: Config) -> dict:
         offset_rate=cfg.offset_rate,
         binarization="dynamic" if cfg.binarization == "dynamic" else "none",
     )
-    state = dbm_step.init_train_state(k_state, params, opt, data_mean, cfg.n_chains, offsets)
+    state = dbm_step.init_dbm_state(k_state, params, opt, data_mean, cfg.n_chains, offsets)
     epoch_fn = jax.jit(
-        train.make_epoch(dbm_step.make_train_step(opt, step_cfg), cfg.batch_size),
+        train.make_epoch(train.make_step(dbm_step.dbm_objective(step_cfg), opt), cfg.batch_size),
         donate_argnums=0,
     )
     ckpt = train.Checkpointer(Path(cfg.workdir) / "checkpoints", every=cfg.checkpoint_every)
@@ -334,11 +334,13 @@ def _run(cfg: Config) -> dict:
     module, mlp_params = mlp_params_from_rbms([first, (W2, params.biases[2])], 10, k_ft)
     apply_fn = lambda p, x: module.apply({"params": p}, x)
     ft_opt = optax.adam(cfg.finetune_lr)
-    cstate = classifier.init_classifier_state(mlp_params, ft_opt)
+    cstate = train.init_state(mlp_params, ft_opt)
     aug = lambda x, f: jnp.concatenate([jnp.asarray(x), jnp.asarray(f)], axis=1)
     xy_train = (aug(evals["train"], f_train), jnp.asarray(labels["train"]))
     ft_epoch = jax.jit(
-        train.make_epoch(classifier.make_classifier_step(apply_fn, ft_opt), cfg.batch_size)
+        train.make_epoch(
+            train.make_step(classifier.classifier_objective(apply_fn), ft_opt), cfg.batch_size
+        )
     )
     for e in range(cfg.finetune_epochs):
         cstate, m = ft_epoch(cstate, xy_train, jax.random.fold_in(k_ft, e))

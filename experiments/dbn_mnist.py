@@ -337,9 +337,11 @@ def _run(cfg: Config) -> dict:
         cfg.ft_weight_decay,
         lr_multiplier=train.linear_decay(max(steps, 1)),
     )
-    state = classifier.init_classifier_state(params, opt)
+    state = train.init_state(params, opt)
     epoch_fn = jax.jit(
-        train.make_epoch(classifier.make_classifier_step(apply_fn, opt), cfg.ft_batch_size),
+        train.make_epoch(
+            train.make_step(classifier.classifier_objective(apply_fn), opt), cfg.ft_batch_size
+        ),
         donate_argnums=0,
     )
     ckpt = train.Checkpointer(

@@ -44,7 +44,7 @@ from egm.data.validate import check_binary, check_shape  # noqa: E402
 from egm.errors import ConfigError  # noqa: E402
 from egm.estimators import mpdbm  # noqa: E402
 from egm.eval import tile_images  # noqa: E402
-from egm.train.likelihood_step import init_loss_state, make_loss_step  # noqa: E402
+from egm.train import init_state, loss_objective, make_step  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,9 +140,9 @@ def _run(cfg: Config) -> dict:
             label_weight=cfg.label_weight,
         )
 
-    state = init_loss_state(params, opt)
+    state = init_state(params, opt)
     epoch_fn = jax.jit(
-        train.make_epoch(make_loss_step(loss_fn, opt, has_aux=True), cfg.batch_size),
+        train.make_epoch(make_step(loss_objective(loss_fn, has_aux=True), opt), cfg.batch_size),
         donate_argnums=0,
     )
     ckpt = train.Checkpointer(Path(cfg.workdir) / "checkpoints", every=cfg.checkpoint_every)

@@ -54,7 +54,7 @@ from egm.eval import tile_images  # noqa: E402
 from egm.eval.autoregressive import ensemble_log_likelihood, top_half_mask  # noqa: E402
 from egm.models import deep_nade, fvsbn, made, nade  # noqa: E402
 from egm.models._autoregressive import observed_first_ordering, set_output_bias  # noqa: E402
-from egm.train.likelihood_step import init_loss_state, make_loss_step  # noqa: E402
+from egm.train import init_state, loss_objective, make_step  # noqa: E402
 
 MODELS = ("fvsbn", "nade", "eonade", "made")
 PAPER = {
@@ -319,9 +319,10 @@ def _run(cfg: Config) -> dict:
             else cfg.learning_rate
         )
         opt = optax.adam(lr)
-        state = init_loss_state(params, opt)
+        state = init_state(params, opt)
         epoch_fn = jax.jit(
-            train.make_epoch(make_loss_step(loss_fn, opt), cfg.batch_size), donate_argnums=0
+            train.make_epoch(make_step(loss_objective(loss_fn), opt), cfg.batch_size),
+            donate_argnums=0,
         )
         ckpt = train.Checkpointer(
             Path(cfg.workdir) / "checkpoints" / name, every=cfg.checkpoint_every

@@ -115,7 +115,7 @@ def _run(cfg) -> dict:
     for seed, lr, mom, wdecay in grid:
         k_init, k_state, k_train = jax.random.split(jax.random.key(seed), 3)
         params = rbm.init(k_init, 784, cfg.n_hidden, data_mean=data_mean)
-        s = train.init_train_state(k_state, params, opt, data_mean, cfg.n_chains)
+        s = train.init_rbm_state(k_state, params, opt, data_mean, cfg.n_chains)
         s = s._replace(
             opt_state=train.set_hyperparams(
                 s.opt_state, learning_rate=lr, momentum=mom, weight_decay=wdecay
@@ -125,7 +125,9 @@ def _run(cfg) -> dict:
         roots.append(k_train)
     swept, roots = train.stack(states), jnp.stack(roots)
     sweep_epoch = jax.jit(
-        train.sweep_epoch(train.make_epoch(train.make_train_step(opt, step_cfg), cfg.batch_size)),
+        train.sweep_epoch(
+            train.make_epoch(train.make_step(train.rbm_objective(step_cfg), opt), cfg.batch_size)
+        ),
         donate_argnums=0,
     )
     v_va = jnp.asarray(evals["valid"][: cfg.eval_size])

@@ -184,9 +184,11 @@ def _run(cfg: Config) -> dict:
         binarization="dynamic" if cfg.binarization == "dynamic" else "none",
     )
     opt = optax.adam(cfg.learning_rate)
-    state = hm.init_train_state(k_state, pp, pq, opt, step_cfg, 784)
+    state = hm.init_helmholtz_state(k_state, pp, pq, opt, step_cfg, 784)
     epoch_fn = jax.jit(
-        train.make_epoch(hm.make_train_step((model, q), opt, step_cfg), cfg.batch_size),
+        train.make_epoch(
+            train.make_step(hm.helmholtz_objective((model, q), step_cfg), opt), cfg.batch_size
+        ),
         donate_argnums=0,
     )
 

@@ -56,7 +56,7 @@ from egm.errors import ConfigError  # noqa: E402
 from egm.estimators.importance import importance_log_likelihood  # noqa: E402
 from egm.eval import tile_images  # noqa: E402
 from egm.models import vae  # noqa: E402
-from egm.train.likelihood_step import init_loss_state, make_loss_step  # noqa: E402
+from egm.train import init_state, loss_objective, make_step  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,7 +202,7 @@ def train_loss_model(
     extra_fn: Callable[[int], Any] | None = None,
     hint: str = "",
 ) -> tuple[Any, dict]:
-    """Train with :func:`egm.train.make_loss_step` + :func:`egm.train.fit` in ``subdir``.
+    """Train with :func:`egm.train.loss_objective` + :func:`egm.train.fit` in ``subdir``.
 
     ``loss_fn(params, batch, key[, extra]) -> (loss, aux)``; with ``extra_fn`` the epoch
     starting at update ``s`` passes ``extra = extra_fn(s)`` (a temperature, say) as a
@@ -212,11 +212,11 @@ def train_loss_model(
     """
     wd = Workdir(subdir)
     t0 = time.perf_counter()
-    state = init_loss_state(params, optimizer)
+    state = init_state(params, optimizer)
 
     def epoch(state, x, k, extra):
         lf = loss_fn if extra_fn is None else (lambda p, b, kk: loss_fn(p, b, kk, extra))
-        step = make_loss_step(lf, optimizer, has_aux=True)
+        step = make_step(loss_objective(lf, has_aux=True), optimizer)
         return train.make_epoch(step, batch_size)(state, x, k)
 
     jitted = jax.jit(epoch, donate_argnums=0)

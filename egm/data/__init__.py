@@ -12,6 +12,7 @@ from egm.data.binarize import (
     binarize_threshold,
     describe_protocol,
 )
+from egm.data.binarized import BinarizedMNIST, load_binarized_mnist
 from egm.data.idx import read_idx
 from egm.data.mnist import MNIST_SOURCES, MNIST_SPLITS, Dataset, load_mnist
 from egm.data.patches import PATCH_SOURCES, PATCH_SPLITS, load_patches
@@ -36,6 +37,8 @@ from egm.data.whitening import (
 )
 
 __all__ = [
+    "BinarizedMNIST",
+    "load_binarized_mnist",
     "BINARIZATIONS",
     "MNIST_SOURCES",
     "MNIST_SPLITS",

@@ -20,7 +20,7 @@ not enough: on real data a too large learning rate (or a pixel that is nearly co
 drives a variance towards 0 — the density there grows without bound and the gradient
 explodes — or towards infinity.  :func:`clip_precision` clips ``log_beta`` to the
 variance range ``[min_var, max_var]`` after every update (pass it as ``project`` to
-:func:`egm.train.make_fe_train_step`); a non-finite parameter still raises
+:func:`egm.train.make_fe_step`); a non-finite parameter still raises
 :class:`egm.errors.DivergenceError` in :func:`egm.train.fit`.  The recipe that trains
 stably here (``experiments/grbm_mnist.py``): data standardised per pixel after uniform
 dequantisation, so no pixel has zero variance; ``log_beta`` initialised from the data;

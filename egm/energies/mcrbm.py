@@ -225,7 +225,7 @@ BLOCKS = (_update_hidden, _update_visible)
 
 
 def project(params: MCRBMParams, *, c_norm: float | None = 1.0) -> MCRBMParams:
-    """Filter normalisation after each update (pass as ``make_fe_train_step(project=...)``):
+    """Filter normalisation after each update (pass as ``make_fe_step(project=...)``):
     columns of ``C`` to L2 norm ``c_norm`` (``None``: the mean column norm), columns of
     ``P`` clipped to ``≥ 0`` and to unit L1 norm
     (:func:`egm.energies._factored.project_filters`)."""

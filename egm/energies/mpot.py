@@ -161,7 +161,7 @@ BLOCKS = (_update_hidden, _update_visible)
 def project(
     params: MPoTParams, *, c_norm: float | None = 1.0, gamma_min: float = GAMMA_MIN
 ) -> MPoTParams:
-    """Filter normalisation after each update (``make_fe_train_step(project=...)``): ``C``
+    """Filter normalisation after each update (``make_fe_step(project=...)``): ``C``
     columns to L2 norm ``c_norm`` (``None``: their mean norm), ``P`` to ``≥ 0`` with unit-L1
     columns (:func:`egm.energies._factored.project_filters`), and ``γ`` clipped to
     ``≥ gamma_min`` so the Gamma shapes stay positive under any learning rate."""

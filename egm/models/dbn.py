@@ -200,7 +200,9 @@ class DBNBound(NamedTuple):
     """:func:`ais_lower_bound`'s result: the bound, its standard errors and the AIS run.
 
     ``se`` combines the Q-sampling error and the AIS ``log Z_top`` error in quadrature;
-    the AIS part is common to every example."""
+    the AIS part is common to every example.  ``per_example``: the per-example bounds (N,).
+    :func:`egm.eval.dbn_log_likelihood_bound` turns it into a
+    :class:`egm.eval.LogLikelihood` record."""
 
     bound: float
     se: float
@@ -211,6 +213,7 @@ class DBNBound(NamedTuple):
     n_samples: int
     n_chains: int
     n_temps: int
+    per_example: Float[Array, " N"]
 
 
 def ais_lower_bound(
@@ -243,6 +246,7 @@ def ais_lower_bound(
         n_samples=n_samples,
         n_chains=n_chains,
         n_temps=int(len(betas) - 1),
+        per_example=lb.per_example,
     )
 
 

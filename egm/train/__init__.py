@@ -1,76 +1,106 @@
 """Training: optimisers, train-step factories, the epoch scan and loop, sweeps, checkpoints."""
 
-from egm.train import classifier, dbm_step, greedy, helmholtz
+from egm.train import classifier, dbm_step, greedy, helmholtz, shard
 from egm.train.checkpoint import Checkpointer
-from egm.train.classifier import (
-    ClassifierState,
-    classification_error,
-    init_classifier_state,
-    make_classifier_step,
-)
-from egm.train.dbm_step import DBMStepConfig, DBMTrainState
+from egm.train.classifier import classification_error, classifier_objective
+from egm.train.dbm_step import DBMStepConfig, dbm_objective, init_dbm_state
 from egm.train.fe_step import (
     FEStepConfig,
-    FETrainState,
     check_acceptance,
     fe_data_check,
-    init_fe_train_state,
-    make_fe_train_step,
+    fe_objective,
+    init_fe_state,
+    make_fe_step,
 )
 from egm.train.greedy import LayerSpec, pretrain_stack
-from egm.train.likelihood_step import LossTrainState, init_loss_state, make_loss_step
+from egm.train.helmholtz import HelmholtzConfig, helmholtz_objective, init_helmholtz_state
 from egm.train.loop import check_divergence, epoch_key, fit, make_epoch, metrics_to_floats
-from egm.train.optim import linear_decay, matrices_only, sgd
+from egm.train.optim import adam, linear_decay, matrices_only, sgd
 from egm.train.rbm_step import (
     Offsets,
     RBMStepConfig,
-    RBMTrainState,
-    init_train_state,
-    make_train_step,
+    init_rbm_state,
     rbm_data_check,
+    rbm_objective,
+)
+from egm.train.shard import (
+    batch_sharded_step,
+    data_mesh,
+    data_parallel_epoch,
+    replicate,
+    shard_batch,
+    shard_sweep,
+    sharded_sweep_epoch,
+    sweep_mesh,
+)
+from egm.train.state import (
+    ObjectiveOut,
+    Player,
+    TrainState,
+    init_multi_state,
+    init_state,
+    loss_objective,
+    make_multi_step,
+    make_step,
 )
 from egm.train.sweep import set_hyperparams, stack, sweep_epoch, sweep_keys, unstack
 
 __all__ = [
-    "FEStepConfig",
-    "FETrainState",
-    "check_acceptance",
-    "fe_data_check",
-    "init_fe_train_state",
-    "make_fe_train_step",
-    "LossTrainState",
-    "init_loss_state",
-    "make_loss_step",
-    "ClassifierState",
-    "LayerSpec",
-    "classification_error",
-    "classifier",
-    "greedy",
-    "helmholtz",
-    "init_classifier_state",
-    "make_classifier_step",
-    "pretrain_stack",
     "Checkpointer",
     "DBMStepConfig",
-    "DBMTrainState",
+    "FEStepConfig",
+    "HelmholtzConfig",
+    "LayerSpec",
+    "ObjectiveOut",
     "Offsets",
+    "Player",
     "RBMStepConfig",
-    "RBMTrainState",
+    "TrainState",
+    "adam",
+    "batch_sharded_step",
+    "check_acceptance",
     "check_divergence",
+    "classification_error",
+    "classifier",
+    "classifier_objective",
+    "data_mesh",
+    "data_parallel_epoch",
+    "dbm_objective",
     "dbm_step",
     "epoch_key",
+    "fe_data_check",
+    "fe_objective",
     "fit",
-    "init_train_state",
+    "greedy",
+    "helmholtz",
+    "helmholtz_objective",
+    "init_dbm_state",
+    "init_fe_state",
+    "init_helmholtz_state",
+    "init_multi_state",
+    "init_rbm_state",
+    "init_state",
     "linear_decay",
+    "loss_objective",
     "make_epoch",
-    "make_train_step",
-    "metrics_to_floats",
-    "rbm_data_check",
+    "make_fe_step",
+    "make_multi_step",
+    "make_step",
     "matrices_only",
+    "metrics_to_floats",
+    "pretrain_stack",
+    "rbm_data_check",
+    "rbm_objective",
+    "replicate",
     "set_hyperparams",
     "sgd",
+    "shard",
+    "shard_batch",
+    "shard_sweep",
+    "sharded_sweep_epoch",
     "stack",
     "sweep_epoch",
     "sweep_keys",
+    "sweep_mesh",
     "unstack",
 ]

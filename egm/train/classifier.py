@@ -19,14 +19,9 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from egm.errors import ConfigError, DataError
-from egm.train.likelihood_step import LossTrainState, init_loss_state, make_loss_step
+from egm.train.state import loss_objective
 
 ApplyFn = Callable[[Any, Float[Array, "B D"]], Float[Array, "B K"]]
-
-
-#: The classifier's train state is the generic one of :mod:`egm.train.likelihood_step`.
-ClassifierState = LossTrainState
-init_classifier_state = init_loss_state
 
 
 def cross_entropy(
@@ -38,8 +33,9 @@ def cross_entropy(
     return loss, (jnp.argmax(logits, axis=-1) != y).astype(jnp.float32)
 
 
-def make_classifier_step(apply_fn: ApplyFn, optimizer: optax.GradientTransformation):
-    """Build ``step(state, (x, y), key) -> (state, {"loss", "train_error"})``.
+def classifier_objective(apply_fn: ApplyFn):
+    """The objective of :func:`egm.train.make_step` for a classifier: batches ``(x, y)``,
+    metrics ``{"loss", "train_error"}``.
 
     ``key`` is unused by a deterministic network but kept so the step has egm's step shape
     (dropout or input noise would draw from it)."""
@@ -50,7 +46,7 @@ def make_classifier_step(apply_fn: ApplyFn, optimizer: optax.GradientTransformat
         loss, errors = cross_entropy(apply_fn, params, x, y)
         return loss, {"train_error": jnp.mean(errors)}
 
-    return make_loss_step(loss_fn, optimizer, has_aux=True)
+    return loss_objective(loss_fn, has_aux=True)
 
 
 def classification_error(

@@ -11,7 +11,7 @@ direction of the step (:func:`egm.estimators.dbm_pcd.centered_gradient`).
 from __future__ import annotations
 
 import numbers
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,18 +22,9 @@ from egm.energies import dbm
 from egm.energies.dbm import DBMParams
 from egm.errors import ConfigError
 from egm.estimators.dbm_pcd import centered_gradient, pcd_gradient
+from egm.train.state import ObjectiveOut, TrainState, init_state
 
 STEP_BINARIZATIONS = ("none", "dynamic")
-
-
-class DBMTrainState(NamedTuple):
-    """Everything that changes during DBM training (a pytree without PRNG keys)."""
-
-    params: DBMParams
-    opt_state: Any
-    chains: tuple  # one (M, n_l) batch per layer
-    offsets: tuple  # one (n_l,) vector per layer (used when centering)
-    step: Array
 
 
 class DBMStepConfig(NamedTuple):
@@ -110,14 +101,14 @@ def init_centered_params(
     return dbm.from_centered(DBMParams(base.weights, biases), offsets), offsets
 
 
-def init_train_state(
+def init_dbm_state(
     key: PRNGKeyArray,
     params: DBMParams,
     optimizer: optax.GradientTransformation,
     data_mean: Float[Array, " V"],
     n_chains: int,
     offsets: tuple | None = None,
-) -> DBMTrainState:
+) -> TrainState:
     """Initial state: persistent chains with ``v ~ Bernoulli(data mean)`` and the hidden layers
     drawn by 10 odd/even sweeps from there; offsets as given, else ``(data mean, mean-field
     means of the data mean)``."""
@@ -148,28 +139,30 @@ def init_train_state(
     offsets = tuple(jnp.array(o, jnp.float32) for o in offsets)
     dbm.check_offsets(params, offsets)
     params = jax.tree_util.tree_map(jnp.array, params)
-    return DBMTrainState(params, optimizer.init(params), chains, offsets, jnp.zeros((), jnp.int32))
+    return init_state(params, optimizer, chains, offsets)
 
 
-def make_train_step(optimizer: optax.GradientTransformation, config: DBMStepConfig | None = None):
-    """Build ``step(state, batch, key) -> (state, metrics dict)`` for a binary DBM."""
+def dbm_objective(config: DBMStepConfig | None = None):
+    """The joint PCD objective of a binary DBM for :func:`egm.train.make_step` (``chains``:
+    one persistent batch per layer; ``aux``: the centering offsets, one vector per layer)."""
     config = (config or DBMStepConfig()).validate()
 
-    def step(state: DBMTrainState, batch: Float[Array, "B V"], key: PRNGKeyArray):
+    def objective(
+        params: DBMParams, batch: Float[Array, "B V"], key: PRNGKeyArray, chains, offsets
+    ):
         k_bin, k_est = jax.random.split(key)
         v = batch
         if config.binarization == "dynamic":
             v = jax.random.bernoulli(k_bin, batch).astype(jnp.float32)
         grads, chains, mu = pcd_gradient(
             k_est,
-            state.params,
+            params,
             v,
-            state.chains,
+            chains,
             k=config.k,
             mean_field_iters=config.mean_field_iters,
             mean_field_init=config.mean_field_init,
         )
-        offsets = state.offsets
         if config.centering:
             r = config.offset_rate
             hidden = tuple(
@@ -177,15 +170,13 @@ def make_train_step(optimizer: optax.GradientTransformation, config: DBMStepConf
             )
             offsets = (offsets[0], *hidden)
             grads = centered_gradient(grads, offsets)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
         metrics = {}
         for l, m in enumerate(mu, start=1):
             metrics[f"mean_h{l}"] = jnp.mean(m)
             metrics[f"chain_h{l}"] = jnp.mean(chains[l])
-        return DBMTrainState(params, opt_state, chains, offsets, state.step + 1), metrics
+        return ObjectiveOut(grads, chains, offsets, metrics)
 
-    return step
+    return objective
 
 
 def dbm_data_check(n_visible: int, config: DBMStepConfig | None = None):

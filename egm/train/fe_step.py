@@ -33,6 +33,7 @@ from egm.errors import ConfigError, DivergenceError
 from egm.estimators.contrastive import free_energy_gap_grad
 from egm.samplers.chains import ChainSpec
 from egm.samplers.gibbs import step_chains
+from egm.train.state import ObjectiveOut, TrainState, init_state, make_step
 
 ESTIMATORS = ("cd", "pcd")
 Params = Any
@@ -55,23 +56,14 @@ class FEStepConfig(NamedTuple):
         return self
 
 
-class FETrainState(NamedTuple):
-    """Parameters, optimiser state, the persistent chains and the update count (a pytree)."""
-
-    params: Params
-    opt_state: Any
-    chains: Any
-    step: Array
-
-
-def init_fe_train_state(
+def init_fe_state(
     key: PRNGKeyArray,
     params: Params,
     optimizer: optax.GradientTransformation,
     chain: ChainSpec,
     v_init: Float[Array, "C D"],
-) -> FETrainState:
-    """Start one persistent chain at each row of ``v_init`` (e.g. a random batch of data, or
+) -> TrainState:
+    """The train state (:class:`egm.train.TrainState`): start one persistent chain at each row of ``v_init`` (e.g. a random batch of data, or
     draws from a Gaussian fitted to the data)."""
     v_init = jnp.asarray(v_init, jnp.float32)
     if v_init.ndim != 2 or v_init.shape[0] < 1:
@@ -81,22 +73,20 @@ def init_fe_train_state(
     params = jax.tree_util.tree_map(jnp.array, params)  # a copy: the epoch donates the state
     keys = jax.random.split(key, v_init.shape[0])
     chains = jax.vmap(chain.from_visible, in_axes=(0, None, 0))(keys, params, v_init)
-    return FETrainState(params, optimizer.init(params), chains, jnp.zeros((), jnp.int32))
+    return init_state(params, optimizer, chains)
 
 
-def make_fe_train_step(
+def fe_objective(
     free_energy: Callable[[Params, Float[Array, " D"]], Float[Array, ""]],
     chain: ChainSpec,
-    optimizer: optax.GradientTransformation,
     config: FEStepConfig | None = None,
-    *,
-    project: Callable[[Params], Params] | None = None,
 ):
-    """Build ``step(state, batch, key) -> (state, metrics)`` for :func:`egm.train.make_epoch`.
+    """The CD-k / PCD-k objective of any free energy for :func:`egm.train.make_step`
+    (pass the model's ``project`` and ``track_grad_norm=True`` there).
 
     Metrics (per update, averaged over the epoch): ``free_energy_gap`` (mean F(data) − mean
-    F(negatives), the contrastive objective before the update), ``grad_norm`` (global L2
-    norm of the gradient) and, for kernels that report one, ``acceptance_rate``.
+    F(negatives), the contrastive objective before the update) and, for kernels that report
+    one, ``acceptance_rate``.
     """
     config = (config or FEStepConfig()).validate()
     if not callable(free_energy):
@@ -104,11 +94,11 @@ def make_fe_train_step(
             f"free_energy must be callable (params, v) -> scalar, got {free_energy!r}"
         )
 
-    def step(state: FETrainState, batch: Float[Array, "B D"], key: PRNGKeyArray):
+    def objective(params, batch: Float[Array, "B D"], key: PRNGKeyArray, chains, aux):
         k_start, k_run = jax.random.split(key)
-        params = state.params
+        persistent = chains
         if config.estimator == "pcd":
-            chains = jax.vmap(chain.refresh, in_axes=(0, None))(state.chains, params)
+            chains = jax.vmap(chain.refresh, in_axes=(0, None))(chains, params)
         else:
             keys = jax.random.split(k_start, batch.shape[0])
             chains = jax.vmap(chain.from_visible, in_axes=(0, None, 0))(keys, params, batch)
@@ -124,18 +114,29 @@ def make_fe_train_step(
         chains, acc = jax.lax.scan(body, chains, jax.random.split(k_run, config.k))
         negatives = jax.vmap(chain.visible)(chains)
         gap, grads = free_energy_gap_grad(free_energy, params, batch, negatives)
-        updates, opt_state = optimizer.update(grads, state.opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        if project is not None:
-            new_params = project(new_params)
-        metrics = {"free_energy_gap": gap, "grad_norm": optax.tree.norm(grads)}
+        metrics = {"free_energy_gap": gap}
         if reports[-1]:
             metrics["acceptance_rate"] = jnp.mean(acc)
         if config.estimator == "cd":
-            chains = state.chains  # CD keeps no chains; the state's shape stays fixed
-        return FETrainState(new_params, opt_state, chains, state.step + 1), metrics
+            chains = persistent  # CD keeps no chains; the state's shape stays fixed
+        return ObjectiveOut(grads, chains, aux, metrics)
 
-    return step
+    return objective
+
+
+def make_fe_step(
+    free_energy: Callable[[Params, Float[Array, " D"]], Float[Array, ""]],
+    chain: ChainSpec,
+    optimizer: optax.GradientTransformation,
+    config: FEStepConfig | None = None,
+    *,
+    project: Callable[[Params], Params] | None = None,
+):
+    """``make_step(fe_objective(free_energy, chain, config), optimizer, project=project,
+    track_grad_norm=True)``: the free-energy models' step with ``grad_norm`` in its metrics."""
+    return make_step(
+        fe_objective(free_energy, chain, config), optimizer, project=project, track_grad_norm=True
+    )
 
 
 def fe_data_check(n_visible: int):

@@ -1,6 +1,6 @@
 r"""Greedy layer-wise pretraining of a stack of RBMs (§20.3, Hinton, Osindero & Teh 2006).
 
-Layer ``l`` is an RBM trained (with :func:`egm.train.make_train_step`, :func:`make_epoch`
+Layer ``l`` is an RBM trained (with :func:`egm.train.rbm_objective`, :func:`make_epoch`
 and :func:`fit`) on the representation the layers below produce: ``x_0 = data`` and
 
 .. math:: x_{l+1} = P(h = 1 \mid x_l) = σ(c_l + m_v\, x_l W_l)    \quad(\text{"mean"})
@@ -38,7 +38,8 @@ from egm.errors import ConfigError
 from egm.train.checkpoint import Checkpointer
 from egm.train.loop import fit, make_epoch
 from egm.train.optim import linear_decay, sgd
-from egm.train.rbm_step import RBMStepConfig, init_train_state, make_train_step
+from egm.train.rbm_step import RBMStepConfig, init_rbm_state, rbm_objective
+from egm.train.state import make_step
 
 PROPAGATIONS = ("mean", "sample")
 
@@ -200,7 +201,7 @@ def _train_layer(
         spec.weight_decay,
         lr_multiplier=linear_decay(steps) if spec.lr_decay else None,
     )
-    state = init_train_state(
+    state = init_rbm_state(
         k_state,
         params,
         opt,
@@ -210,7 +211,8 @@ def _train_layer(
         hidden_copies=spec.hidden_copies,
     )
     epoch_fn = jax.jit(
-        make_epoch(make_train_step(opt, spec.step_config()), spec.batch_size), donate_argnums=0
+        make_epoch(make_step(rbm_objective(spec.step_config()), opt), spec.batch_size),
+        donate_argnums=0,
     )
     ckpt, start = None, 0
     if checkpoint_dir is not None:

@@ -23,13 +23,13 @@ optimiser applies directly, as everywhere in egm.  ``nets = (model, q)`` are the
   averages, α = 0.8 as in the paper).  Not implemented: the paper's per-layer *local*
   learning signals (it reports them as a further small gain for deep nets).
 
-:func:`make_train_step` turns any of them into a ``step(state, batch, key)`` for
-:func:`egm.train.make_epoch`.
+:func:`helmholtz_objective` makes any of them an objective of :func:`egm.train.make_step`
+(``aux`` = NVIL's running statistics).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -40,6 +40,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from egm.errors import ConfigError
 from egm.models.sbn import SBNInferenceNet, SigmoidBeliefNet
+from egm.train.state import ObjectiveOut, TrainState, init_state
 
 Nets = tuple[SigmoidBeliefNet, SBNInferenceNet]
 ESTIMATORS = ("wake_sleep", "rws", "nvil")
@@ -204,18 +205,8 @@ def nvil(
 # ----------------------------------------------------------------------------------------
 
 
-class HelmholtzTrainState(NamedTuple):
-    """``params = {"model", "inference", "baseline"}`` (baseline ``{}`` unless NVIL), one
-    optax state for the whole dict, the NVIL statistics, and the step count."""
-
-    params: dict
-    opt_state: Any
-    stats: NVILStats
-    step: Array
-
-
 class HelmholtzConfig(NamedTuple):
-    """Static choices of :func:`make_train_step`.  ``estimator``: ``wake_sleep``, ``rws``
+    """Static choices of :func:`helmholtz_objective`.  ``estimator``: ``wake_sleep``, ``rws``
     or ``nvil``; ``n_samples``: K for RWS; ``q_update``: RWS's ``q`` update;
     ``baseline_hidden``: NVIL's ``C_ψ`` hidden sizes (``()`` = no input-dependent
     baseline); ``alpha``: NVIL's averaging; ``normalize_variance``: NVIL's variance
@@ -243,40 +234,36 @@ class HelmholtzConfig(NamedTuple):
         return self
 
 
-def init_train_state(
+def init_helmholtz_state(
     key: PRNGKeyArray,
     pp: Any,
     pq: Any,
     optimizer: optax.GradientTransformation,
     config: HelmholtzConfig,
     n_visible: int,
-) -> HelmholtzTrainState:
+) -> TrainState:
     """Initial state; for NVIL with an input-dependent baseline, ``C_ψ`` is initialised here."""
     config = config.validate()
     pb: Any = {}
     if config.estimator == "nvil" and config.baseline_hidden:
         pb = NVILBaseline(tuple(config.baseline_hidden)).init(key, jnp.zeros((n_visible,)))
     params = jax.tree_util.tree_map(jnp.array, {"model": pp, "inference": pq, "baseline": pb})
-    return HelmholtzTrainState(
-        params, optimizer.init(params), init_nvil_stats(), jnp.zeros((), jnp.int32)
-    )
+    return init_state(params, optimizer, (), init_nvil_stats())
 
 
-def make_train_step(
-    nets: Nets, optimizer: optax.GradientTransformation, config: HelmholtzConfig | None = None
-) -> Callable[[HelmholtzTrainState, Array, PRNGKeyArray], tuple[HelmholtzTrainState, dict]]:
-    """``step(state, batch, key) -> (state, metrics)`` applying one estimator's gradients to
-    both nets (and NVIL's baseline) with one optax optimiser."""
+def helmholtz_objective(nets: Nets, config: HelmholtzConfig | None = None):
+    """The objective of one estimator (wake-sleep, RWS or NVIL) for :func:`egm.train.make_step`:
+    gradients for both nets (and NVIL's baseline) in the params dict ``{"model", "inference",
+    "baseline"}``; ``aux`` carries NVIL's running statistics."""
     config = (config or HelmholtzConfig()).validate()
     baseline_net = NVILBaseline(tuple(config.baseline_hidden))
     input_dependent = bool(config.baseline_hidden)
 
-    def step(state: HelmholtzTrainState, batch: Array, key: PRNGKeyArray):
+    def objective(p: dict, batch: Array, key: PRNGKeyArray, chains, stats: NVILStats):
         k_bin, k_est = jax.random.split(key)
         x = batch
         if config.binarization == "dynamic":
             x = jax.random.bernoulli(k_bin, batch).astype(jnp.float32)
-        p = state.params
         if config.estimator == "wake_sleep":
             g = wake_sleep(k_est, nets, p["model"], p["inference"], x)
         elif config.estimator == "rws":
@@ -286,7 +273,7 @@ def make_train_step(
         else:
             g = nvil(
                 k_est, nets, p["model"], p["inference"], x, baseline_net, p["baseline"],
-                state.stats, config.alpha, config.normalize_variance, input_dependent,
+                stats, config.alpha, config.normalize_variance, input_dependent,
             )  # fmt: skip
         gb = (
             g.baseline
@@ -294,9 +281,7 @@ def make_train_step(
             else jax.tree_util.tree_map(jnp.zeros_like, p["baseline"])
         )
         grads = {"model": g.model, "inference": g.inference, "baseline": gb}
-        updates, opt_state = optimizer.update(grads, state.opt_state, p)
-        new_p = optax.apply_updates(p, updates)
-        stats = g.stats if g.stats is not None else state.stats
-        return HelmholtzTrainState(new_p, opt_state, stats, state.step + 1), g.metrics
+        stats = g.stats if g.stats is not None else stats
+        return ObjectiveOut(grads, chains, stats, g.metrics)
 
-    return step
+    return objective

@@ -68,3 +68,48 @@ def sgd(
     return optax.inject_hyperparams(factory)(
         learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay
     )
+
+
+def adam(
+    learning_rate: float,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    *,
+    grad_clip: float | None = None,
+    lr_multiplier: Callable[[Any], Any] | None = None,
+    decay_mask: Callable[[Any], Any] = matrices_only,
+) -> optax.GradientTransformation:
+    """Adam (decoupled weight decay as in AdamW when ``weight_decay > 0``) whose numbers are
+    injected hyper-parameters, so a vmapped sweep can give each member its own.
+
+    ``updates = -lr · m(t) · (adam(clip(g)) + weight_decay · W)`` with the optional static
+    global-norm clip ``grad_clip`` and learning-rate multiplier schedule ``m`` of the step
+    count.  ``learning_rate``, ``b1``, ``b2``, ``eps`` and ``weight_decay`` live in
+    ``opt_state.hyperparams`` (:func:`egm.train.set_hyperparams`).
+    """
+    if not jnp.all(jnp.asarray(learning_rate) > 0):
+        raise ConfigError(f"learning_rate must be > 0, got {learning_rate}")
+    for name, val in (("b1", b1), ("b2", b2)):
+        if not jnp.all((jnp.asarray(val) >= 0) & (jnp.asarray(val) < 1)):
+            raise ConfigError(f"{name} must be in [0, 1) (a decay factor), got {val}")
+    if not jnp.all(jnp.asarray(eps) > 0):
+        raise ConfigError(f"eps must be > 0, got {eps}")
+    if not jnp.all(jnp.asarray(weight_decay) >= 0):
+        raise ConfigError(f"weight_decay must be >= 0, got {weight_decay}")
+    if grad_clip is not None and not grad_clip > 0:
+        raise ConfigError(f"grad_clip must be > 0 (or None for no clipping), got {grad_clip}")
+
+    def factory(learning_rate, b1, b2, eps, weight_decay):
+        return optax.chain(
+            optax.identity() if grad_clip is None else optax.clip_by_global_norm(grad_clip),
+            optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+            optax.add_decayed_weights(weight_decay, mask=decay_mask),
+            optax.identity() if lr_multiplier is None else optax.scale_by_schedule(lr_multiplier),
+            optax.scale_by_learning_rate(learning_rate),
+        )
+
+    return optax.inject_hyperparams(factory)(
+        learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay
+    )

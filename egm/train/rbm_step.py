@@ -18,7 +18,7 @@ gradient w.r.t. the tied parameters is the sum over copy blocks of the big gradi
 from __future__ import annotations
 
 import numbers
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +29,7 @@ from egm.energies import rbm
 from egm.energies.rbm import RBMParams, RBMState
 from egm.errors import ConfigError
 from egm.estimators.contrastive import cd_gradient, centered_gradient, pcd_gradient
+from egm.train.state import ObjectiveOut, TrainState, init_state
 
 ESTIMATORS = ("cd", "pcd")
 STEP_BINARIZATIONS = ("none", "dynamic")
@@ -39,16 +40,6 @@ class Offsets(NamedTuple):
 
     mu: Float[Array, " V"]
     lam: Float[Array, " H"]
-
-
-class RBMTrainState(NamedTuple):
-    """Everything that changes during training (a pytree; no PRNG keys inside, see ``fit``)."""
-
-    params: RBMParams
-    opt_state: Any
-    chains: RBMState
-    offsets: Offsets
-    step: Array
 
 
 class RBMStepConfig(NamedTuple):
@@ -131,7 +122,7 @@ def tile_data(v: Float[Array, "B V"], visible_copies: int) -> Float[Array, "B mV
     return jnp.tile(v, (1, visible_copies)) if visible_copies > 1 else v
 
 
-def init_train_state(
+def init_rbm_state(
     key: PRNGKeyArray,
     params: RBMParams,
     optimizer: optax.GradientTransformation,
@@ -140,8 +131,8 @@ def init_train_state(
     *,
     visible_copies: int = 1,
     hidden_copies: int = 1,
-) -> RBMTrainState:
-    """Initial train state: optimiser state, persistent chains drawn from the base-rate
+) -> TrainState:
+    """Initial train state (:class:`egm.train.TrainState`, ``aux`` = the offsets): optimiser state, persistent chains drawn from the base-rate
     model ``Bernoulli(data_mean)``, offsets ``mu = data_mean`` and ``lam = P(h=1|mu)``.
 
     With tied copies (see the module docstring) ``params`` are the small tied parameters
@@ -170,28 +161,23 @@ def init_train_state(
         jax.random.split(k_h, n_chains), big, v0
     )
     offsets = Offsets(mu=data_mean, lam=rbm.hidden_probs(big, data_mean))
-    params = jax.tree_util.tree_map(jnp.array, params)  # a copy: the epoch donates the state
-    return RBMTrainState(
-        params=params,
-        opt_state=optimizer.init(params),
-        chains=chains,
-        offsets=offsets,
-        step=jnp.zeros((), jnp.int32),
-    )
+    return init_state(params, optimizer, chains, offsets)
 
 
-def make_train_step(optimizer: optax.GradientTransformation, config: RBMStepConfig | None = None):
-    """Build ``step(state, batch, key) -> (state, metrics dict)`` for a binary RBM."""
+def rbm_objective(config: RBMStepConfig | None = None):
+    """The CD-k / PCD-k objective of a binary RBM for :func:`egm.train.make_step`
+    (``chains``: the persistent chains; ``aux``: the centering :class:`Offsets`)."""
     config = (config or RBMStepConfig()).validate()
     m_v, m_h = config.copies
     tied = (m_v, m_h) != (1, 1)
 
-    def step(state: RBMTrainState, batch: Float[Array, "B V"], key: PRNGKeyArray):
+    def objective(
+        params: RBMParams, batch: Float[Array, "B V"], key: PRNGKeyArray, chains, offsets
+    ):
         k_bin, k_est = jax.random.split(key)
         v = batch
         if config.binarization == "dynamic":
             v = jax.random.bernoulli(k_bin, batch).astype(jnp.float32)
-        params, chains = state.params, state.chains
         _check_chain_space(params, chains, m_v, m_h)
         if tied:  # the big RBM of tied copies (module docstring)
             params_big, v = expand_copies(params, m_v, m_h), tile_data(v, m_v)
@@ -201,22 +187,18 @@ def make_train_step(optimizer: optax.GradientTransformation, config: RBMStepConf
             grads, chains, aux = pcd_gradient(k_est, params_big, v, chains, config.k)
         else:
             grads, aux = cd_gradient(k_est, params_big, v, config.k)
-        offsets = state.offsets
         if config.centering:
             r = config.offset_rate
             offsets = offsets._replace(lam=(1.0 - r) * offsets.lam + r * aux.hidden_mean_data)
             grads = centered_gradient(grads, offsets.mu, offsets.lam)
         if tied:
             grads = tie_gradient(grads, m_v, m_h)
-        updates, opt_state = optimizer.update(grads, state.opt_state, params)
-        new_params = optax.apply_updates(params, updates)
         metrics = {"hidden_mean": jnp.mean(aux.hidden_mean_data)}
         if config.track_free_energy_gap:
             metrics["free_energy_gap"] = aux.free_energy_gap
-        new_state = RBMTrainState(new_params, opt_state, chains, offsets, state.step + 1)
-        return new_state, metrics
+        return ObjectiveOut(grads, chains, offsets, metrics)
 
-    return step
+    return objective
 
 
 def _check_chain_space(params: RBMParams, chains: RBMState, m_v: int, m_h: int) -> None:
@@ -227,7 +209,7 @@ def _check_chain_space(params: RBMParams, chains: RBMState, m_v: int, m_h: int) 
             f"the persistent chains have {chains.v.shape[-1]} visible / {chains.h.shape[-1]} "
             f"hidden units but a step with visible_copies={m_v}, hidden_copies={m_h} on a "
             f"{V}x{H} RBM needs {m_v * V} / {m_h * H}; build the state with "
-            f"init_train_state(..., visible_copies={m_v}, hidden_copies={m_h})"
+            f"init_rbm_state(..., visible_copies={m_v}, hidden_copies={m_h})"
         )
 
 

@@ -29,7 +29,7 @@ import optax  # noqa: E402
 
 from egm import data, train  # noqa: E402
 from egm.models.nade import NADE  # noqa: E402
-from egm.train.likelihood_step import init_loss_state, make_loss_step  # noqa: E402
+from egm.train import init_state, loss_objective, make_step  # noqa: E402
 
 FULL = dict(n_hidden=500, batch_size=100, eval_chunk=200, repeats=3, n_train=5000, n_test=10000)
 QUICK = dict(n_hidden=16, batch_size=50, eval_chunk=100, repeats=1, n_train=200, n_test=200)
@@ -81,10 +81,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return jax.block_until_ready([lp(params, c) for c in chunks])
 
     opt = optax.adam(1e-3)
-    step = make_loss_step(lambda p_, b, k: -jnp.mean(model.apply(p_, b, method=NADE.log_prob)), opt)
+    step = make_step(
+        loss_objective(lambda p_, b, k: -jnp.mean(model.apply(p_, b, method=NADE.log_prob))), opt
+    )
     epoch = jax.jit(train.make_epoch(step, B), donate_argnums=0)
     X_tr = jnp.asarray(x_tr)
-    box = {"state": init_loss_state(params, opt), "i": 0}
+    box = {"state": init_state(params, opt), "i": 0}
 
     def egm_epoch():
         s, m = epoch(box["state"], X_tr, jax.random.key(box["i"]))

@@ -40,9 +40,9 @@ def make_egm_epoch(x, n_hidden: int, batch_size: int, lr: float, centering: bool
     params = rbm.init(k_init, X.shape[1], n_hidden, data_mean=data_mean)
     opt = train.sgd(lr)
     config = train.RBMStepConfig(estimator="pcd", k=1, centering=centering)
-    step = train.make_train_step(opt, config)
+    step = train.make_step(train.rbm_objective(config), opt)
     epoch = jax.jit(train.make_epoch(step, batch_size=batch_size), donate_argnums=0)
-    box = {"state": train.init_train_state(k_state, params, opt, data_mean, n_chains=batch_size)}
+    box = {"state": train.init_rbm_state(k_state, params, opt, data_mean, n_chains=batch_size)}
     box["i"] = 0
     compiled = epoch.lower(box["state"], X, k_epochs).compile()
 

@@ -9,7 +9,7 @@ draw per digit and the closed-form KL, Adam (lr 1e-3), minibatches of ``--batch_
 with dynamic binarization (a fresh Bernoulli draw of each minibatch), in float32.
 
 * egm: ``vae.make_loss(model, "elbo", 1, dynamic_binarization=True)`` with
-  :func:`egm.train.make_loss_step`, one epoch = one jitted ``lax.scan`` (donated state).
+  :func:`egm.train.loss_objective`, one epoch = one jitted ``lax.scan`` (donated state).
 * pythae (``pythae.models.VAE`` with ``reconstruction_loss="bce"`` and encoder/decoder of
   the same layers): pythae's own forward and loss (``model({"data": x}).loss``) in a plain
   PyTorch loop -- shuffled index permutation, ``torch.bernoulli`` binarization,
@@ -36,7 +36,7 @@ import optax  # noqa: E402
 
 from egm import train  # noqa: E402
 from egm.models import vae  # noqa: E402
-from egm.train.likelihood_step import init_loss_state, make_loss_step  # noqa: E402
+from egm.train import init_state, loss_objective, make_step  # noqa: E402
 
 FULL = dict(batch_size=100, repeats=3, n_examples=None, hidden=(200, 200), latent=50)
 QUICK = dict(batch_size=50, repeats=1, n_examples=200, hidden=(16,), latent=4)
@@ -64,12 +64,13 @@ def make_egm_epoch(x, hidden, latent, batch_size, lr, seed):
     k_init, k_epochs = jax.random.split(jax.random.key(seed))
     params = vae.init_params(k_init, model)
     opt = optax.adam(lr)
-    step = make_loss_step(
-        vae.make_loss(model, "elbo", 1, dynamic_binarization=True), opt, has_aux=True
+    step = make_step(
+        loss_objective(vae.make_loss(model, "elbo", 1, dynamic_binarization=True), has_aux=True),
+        opt,
     )
     epoch = jax.jit(train.make_epoch(step, batch_size), donate_argnums=0)
     X = jnp.asarray(x)
-    box = {"state": init_loss_state(params, opt), "i": 0}
+    box = {"state": init_state(params, opt), "i": 0}
     compiled = epoch.lower(box["state"], X, k_epochs).compile()
 
     def go():

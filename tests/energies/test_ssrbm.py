@@ -358,7 +358,7 @@ def _exact_loglik(p, v):
 
 
 def test_pcd_with_projection_learns_a_teacher():
-    """PCD-1 with the block Gibbs chain and project() (egm.train.make_fe_train_step) on 20k
+    """PCD-1 with the block Gibbs chain and project() (egm.train.make_fe_step) on 20k
     draws of the tiny teacher: the student's exact held-out log-likelihood (log Z by
     enumerating h) rises from -3.59 to within 0.05 nats of the teacher's (measured: 0.01
     after 5 epochs).  The held-out mean's standard error over 20k draws is ~0.01 nats, so
@@ -374,8 +374,8 @@ def test_pcd_with_projection_learns_a_teacher():
     student = ssrbm.init(jax.random.key(3), 2, 2, w_scale=0.1)
     chain = gibbs_chain(ssrbm.BLOCKS, ssrbm.sample_state)
     opt = optax.adam(3e-3)
-    state = train.init_fe_train_state(jax.random.key(4), student, opt, chain, data[:200])
-    step = train.make_fe_train_step(ssrbm.free_energy, chain, opt, project=ssrbm.project)
+    state = train.init_fe_state(jax.random.key(4), student, opt, chain, data[:200])
+    step = train.make_fe_step(ssrbm.free_energy, chain, opt, project=ssrbm.project)
     epoch = jax.jit(train.make_epoch(step, 100))
     before = float(_exact_loglik(student, test))
     for e in range(5):

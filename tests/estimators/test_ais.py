@@ -14,7 +14,7 @@ from _stats import random_dbm, random_rbm
 from egm.energies import rbm
 from egm.errors import ConfigError
 from egm.estimators import ais, exact
-from egm.eval import likelihood
+from egm.eval import LogLikelihood, likelihood
 
 BETAS = ais.betas_salakhutdinov_murray(2000)
 
@@ -77,6 +77,14 @@ def test_bracket_contains_exact_test_log_likelihood():
     truth = float(jnp.mean(exact.rbm_log_likelihood(p, v_test)))
     assert br.lower <= truth <= br.upper, (br, truth)
     assert br.consistent
+    # the record (egm.eval.LogLikelihood): estimate from forward log Z, counts and extras
+    assert isinstance(br, LogLikelihood) and br.method == "ais_bracket"
+    nfe = likelihood.mean_negative_free_energy(rbm.free_energy, p, v_test)
+    assert br.value == pytest.approx(nfe - br.extras["log_z_forward"], abs=1e-9)
+    assert br.stderr == br.extras["log_z_forward_se"]
+    assert br.counts["chains"] == 500 and br.counts["temperatures"] == len(BETAS) - 1
+    assert br.counts["examples"] == 500 and br.counts["reverse_burn_in"] == 200
+    assert 1.0 <= br.counts["ess_forward"] <= 500 and 1.0 <= br.counts["ess_reverse"] <= 500
 
 
 def test_forward_is_low_and_reverse_high_in_expectation():

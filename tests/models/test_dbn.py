@@ -97,6 +97,8 @@ def test_ais_bound_matches_enumerated_bound():
     assert abs(res.log_z_top - log_z) < 5 * res.log_z_top_se + res.log_z_top_se**2
     assert abs(res.bound - truth) < 5 * res.se + res.log_z_top_se**2
     assert res.n_temps == 2000 and res.n_chains == 200
+    assert res.per_example.shape == (64,)
+    assert float(np.mean(np.asarray(res.per_example, np.float64))) == pytest.approx(res.bound)
 
 
 def _exact_joint_v_h1(model):

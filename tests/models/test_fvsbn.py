@@ -13,7 +13,7 @@ from egm.errors import ConfigError
 from egm.estimators.exact import all_binary_states
 from egm.models import fvsbn
 from egm.models.fvsbn import FVSBN
-from egm.train.likelihood_step import init_loss_state, make_loss_step
+from egm.train import init_state, loss_objective, make_step
 
 ORDERINGS = [None, (3, 7, 0, 5, 1, 6, 2, 4), (7, 6, 5, 4, 3, 2, 1, 0)]
 
@@ -109,8 +109,8 @@ def test_gradient_training_reaches_the_exact_optimum():
     def loss(p, batch, key):
         return -jnp.mean(model.apply(p, batch, method=FVSBN.log_prob))
 
-    step = jax.jit(make_loss_step(loss, opt))
-    state = init_loss_state(params, opt)
+    step = jax.jit(make_step(loss_objective(loss), opt))
+    state = init_state(params, opt)
     for i in range(2000):
         state, m = step(state, x, jax.random.key(i))
     probs = np.exp(model.apply(state.params, all_binary_states(2), method=FVSBN.log_prob))

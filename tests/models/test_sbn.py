@@ -21,6 +21,7 @@ from egm.errors import ConfigError, DataError
 from egm.estimators import exact
 from egm.models import sbn
 from egm.train import helmholtz as hm
+from egm.train import make_step
 
 SIZES = (4, 3, 2)
 
@@ -182,8 +183,8 @@ def test_training_moves_tiny_model_toward_data(cfg):
     data = jnp.tile(patterns, (10, 1))
     model, q, pp, pq = sbn.init(jax.random.key(6), (6, 4, 2), data_mean=data.mean(0))
     opt = optax.adam(0.03)
-    state = hm.init_train_state(jax.random.key(7), pp, pq, opt, cfg, 6)
-    step = hm.make_train_step((model, q), opt, cfg)
+    state = hm.init_helmholtz_state(jax.random.key(7), pp, pq, opt, cfg, 6)
+    step = make_step(hm.helmholtz_objective((model, q), cfg), opt)
 
     def body(s, k):
         return step(s, data, k)

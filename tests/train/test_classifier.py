@@ -10,12 +10,12 @@ import pytest
 from egm import train
 from egm.errors import DataError
 from egm.models.mlp import MLP
+from egm.train import init_state, make_step
 from egm.train.classifier import (
     classification_error,
     classifier_data_check,
+    classifier_objective,
     cross_entropy,
-    init_classifier_state,
-    make_classifier_step,
 )
 
 D, K, N = 5, 3, 240
@@ -39,8 +39,8 @@ def test_step_applies_the_exact_cross_entropy_gradient():
     -mean log softmax(logits)[y] written out by hand)."""
     apply_fn, params = _model()
     x, y = _problem()
-    state = init_classifier_state(params, optax.sgd(1.0))
-    new, m = jax.jit(make_classifier_step(apply_fn, optax.sgd(1.0)))(
+    state = init_state(params, optax.sgd(1.0))
+    new, m = jax.jit(make_step(classifier_objective(apply_fn), optax.sgd(1.0)))(
         state, (x[:32], y[:32]), jax.random.key(0)
     )
 
@@ -62,8 +62,10 @@ def test_fit_over_pytree_data_learns_a_separable_problem():
     apply_fn, params = _model()
     x, y = _problem()
     opt = train.sgd(0.5, 0.9)
-    state = init_classifier_state(params, opt)
-    epoch = jax.jit(train.make_epoch(make_classifier_step(apply_fn, opt), 20), donate_argnums=0)
+    state = init_state(params, opt)
+    epoch = jax.jit(
+        train.make_epoch(make_step(classifier_objective(apply_fn), opt), 20), donate_argnums=0
+    )
     before = classification_error(apply_fn, params, x, y)
     state = train.fit(
         state, (x, y), epoch_fn=epoch, key=jax.random.key(3), n_epochs=60, progress=False,
@@ -86,8 +88,8 @@ def test_bad_supervised_data_is_rejected():
     apply_fn, params = _model()
     x, y = _problem()
     opt = optax.sgd(0.1)
-    state = init_classifier_state(params, opt)
-    epoch = jax.jit(train.make_epoch(make_classifier_step(apply_fn, opt), 20))
+    state = init_state(params, opt)
+    epoch = jax.jit(train.make_epoch(make_step(classifier_objective(apply_fn), opt), 20))
     kw = dict(epoch_fn=epoch, key=jax.random.key(0), n_epochs=1, progress=False,
               data_check=classifier_data_check(D, K))  # fmt: skip
     with pytest.raises(DataError, match="same leading"):

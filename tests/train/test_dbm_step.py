@@ -9,13 +9,13 @@ import pytest
 from egm.energies import dbm
 from egm.errors import ConfigError, DataError
 from egm.estimators import exact
-from egm.train import make_epoch
+from egm.train import make_epoch, make_step
 from egm.train.dbm_step import (
     DBMStepConfig,
     dbm_data_check,
+    dbm_objective,
     init_centered_params,
-    init_train_state,
-    make_train_step,
+    init_dbm_state,
 )
 
 SIZES = (6, 4, 3)
@@ -40,8 +40,8 @@ def _exact_objective(p, v):
 def _train(config, params, offsets, n_epochs=30, lr=0.05):
     x = _data()
     opt = optax.sgd(lr, momentum=0.5)
-    state = init_train_state(jax.random.key(1), params, opt, x.mean(0), 64, offsets=offsets)
-    epoch = jax.jit(make_epoch(make_train_step(opt, config), 32))
+    state = init_dbm_state(jax.random.key(1), params, opt, x.mean(0), 64, offsets=offsets)
+    epoch = jax.jit(make_epoch(make_step(dbm_objective(config), opt), 32))
     for e in range(n_epochs):
         state, metrics = epoch(state, x, jax.random.fold_in(jax.random.key(2), e))
     return state, metrics
@@ -61,10 +61,10 @@ def test_training_from_random_init_raises_the_exact_objective(centering):
     assert set(metrics) == {"mean_h1", "chain_h1", "mean_h2", "chain_h2"}
     if centering:  # hidden offsets track the data's mean-field means
         mus = jax.vmap(lambda v: dbm.mean_field_unrolled(state.params, v, 10))(x)
-        for o, m in zip(state.offsets[1:], mus, strict=True):
+        for o, m in zip(state.aux[1:], mus, strict=True):
             assert float(jnp.max(jnp.abs(o - m.mean(0)))) < 0.2
     else:
-        for o, o0 in zip(state.offsets, offsets, strict=True):
+        for o, o0 in zip(state.aux, offsets, strict=True):
             np.testing.assert_array_equal(o, o0)
 
 
@@ -72,8 +72,8 @@ def test_step_is_deterministic_and_jit_matches_eager():
     x = _data()
     params, offsets = init_centered_params(jax.random.key(3), SIZES, x.mean(0))
     opt = optax.sgd(0.05)
-    state = init_train_state(jax.random.key(1), params, opt, x.mean(0), 8, offsets=offsets)
-    step = make_train_step(opt, DBMStepConfig(k=2, mean_field_init="bottom_up"))
+    state = init_dbm_state(jax.random.key(1), params, opt, x.mean(0), 8, offsets=offsets)
+    step = make_step(dbm_objective(DBMStepConfig(k=2, mean_field_init="bottom_up")), opt)
     a, _ = step(state, x[:16], jax.random.key(5))
     b, _ = jax.jit(step)(state, x[:16], jax.random.key(5))
     for u, w in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
@@ -97,10 +97,10 @@ def test_bad_config_and_data_are_reported():
         DBMStepConfig(binarization="fixed").validate()
     p = dbm.init(jax.random.key(0), SIZES)
     with pytest.raises(ConfigError, match="visible units"):
-        init_train_state(jax.random.key(0), p, optax.sgd(0.1), jnp.zeros(5), 4)
+        init_dbm_state(jax.random.key(0), p, optax.sgd(0.1), jnp.zeros(5), 4)
     bad = dbm.DBMParams((p.weights[0], p.weights[1].T), p.biases)
     with pytest.raises(ConfigError, match="weights\\[1\\]"):
-        init_train_state(jax.random.key(0), bad, optax.sgd(0.1), jnp.zeros(6), 4)
+        init_dbm_state(jax.random.key(0), bad, optax.sgd(0.1), jnp.zeros(6), 4)
     with pytest.raises(DataError, match="0 and 1"):
         dbm_data_check(6)(np.full((3, 6), 0.5))
     dbm_data_check(6, DBMStepConfig(binarization="dynamic"))(np.full((3, 6), 0.5))

@@ -32,8 +32,8 @@ def _exact_nll_grad(p, data):
 def _step_gradient(chain, p, data, v_chains, key):
     """The gradient the step applied: with plain SGD at rate 1, params - new params."""
     opt = optax.sgd(1.0)
-    state = train.init_fe_train_state(jax.random.key(9), p, opt, chain, v_chains)
-    step = jax.jit(train.make_fe_train_step(grbm.free_energy, chain, opt))
+    state = train.init_fe_state(jax.random.key(9), p, opt, chain, v_chains)
+    step = jax.jit(train.make_fe_step(grbm.free_energy, chain, opt))
     new, metrics = step(state, data, key)
     return jax.tree_util.tree_map(lambda a, b: a - b, p, new.params), metrics, new
 
@@ -89,8 +89,8 @@ def test_training_raises_the_exact_log_likelihood():
 
     for est, k in (("pcd", 1), ("cd", 5)):
         opt = optax.adam(0.01)
-        state = train.init_fe_train_state(jax.random.key(3), student, opt, GIBBS, data[:100])
-        step = train.make_fe_train_step(
+        state = train.init_fe_state(jax.random.key(3), student, opt, GIBBS, data[:100])
+        step = train.make_fe_step(
             grbm.free_energy, GIBBS, opt, train.FEStepConfig(estimator=est, k=k)
         )
         epoch = jax.jit(train.make_epoch(step, 100))
@@ -112,8 +112,8 @@ def test_clip_precision_keeps_variances_finite_under_a_bad_learning_rate():
     opt = optax.sgd(1e3)
 
     def train_with(project):
-        state = train.init_fe_train_state(jax.random.key(2), p0, opt, GIBBS, data[:50])
-        step = train.make_fe_train_step(grbm.free_energy, GIBBS, opt, project=project)
+        state = train.init_fe_state(jax.random.key(2), p0, opt, GIBBS, data[:50])
+        step = train.make_fe_step(grbm.free_energy, GIBBS, opt, project=project)
         epoch = jax.jit(train.make_epoch(step, 50))
         return train.fit(
             state, data, epoch_fn=epoch, key=jax.random.key(3), n_epochs=3, progress=False
@@ -131,11 +131,11 @@ def test_clip_precision_keeps_variances_finite_under_a_bad_learning_rate():
 
 def test_bad_config_and_inputs():
     with pytest.raises(ConfigError, match="estimator"):
-        train.make_fe_train_step(grbm.free_energy, GIBBS, optax.sgd(0.1), train.FEStepConfig("x"))
+        train.make_fe_step(grbm.free_energy, GIBBS, optax.sgd(0.1), train.FEStepConfig("x"))
     with pytest.raises(ConfigError, match="k"):
         train.FEStepConfig(k=0).validate()
     with pytest.raises(ConfigError, match="n_chains"):
-        train.init_fe_train_state(
+        train.init_fe_state(
             jax.random.key(0), random_grbm(0, 3, 2), optax.sgd(0.1), GIBBS, jnp.zeros(3)
         )
     with pytest.raises(ConfigError, match="min_var"):

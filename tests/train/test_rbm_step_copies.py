@@ -61,7 +61,7 @@ def _tied_step_gradient(params, v, chains, m_v, m_h, estimator="pcd"):
     cfg = train.RBMStepConfig(
         estimator=estimator, k=1, centering=False, visible_copies=m_v, hidden_copies=m_h
     )
-    state = train.init_train_state(
+    state = train.init_rbm_state(
         jax.random.key(5),
         params,
         opt,
@@ -71,7 +71,7 @@ def _tied_step_gradient(params, v, chains, m_v, m_h, estimator="pcd"):
         hidden_copies=m_h,
     )
     state = state._replace(chains=chains)
-    new, _ = jax.jit(train.make_train_step(opt, cfg))(state, v, jax.random.key(9))
+    new, _ = jax.jit(train.make_step(train.rbm_objective(cfg), opt))(state, v, jax.random.key(9))
     grads = jax.tree_util.tree_map(lambda a, b: a - b, params, new.params)
     return grads, new.chains
 
@@ -121,14 +121,14 @@ def test_default_copies_is_the_plain_rbm_step():
     params = random_rbm(0, V, H, 0.5)
     v = _data()
     opt = train.sgd(0.05, 0.5)
-    s0 = train.init_train_state(jax.random.key(1), params, opt, v.mean(0), 8)
-    s1 = train.init_train_state(
+    s0 = train.init_rbm_state(jax.random.key(1), params, opt, v.mean(0), 8)
+    s1 = train.init_rbm_state(
         jax.random.key(1), params, opt, v.mean(0), 8, visible_copies=1, hidden_copies=1
     )
-    a, _ = train.make_train_step(opt)(s0, v, jax.random.key(2))
-    b, _ = train.make_train_step(opt, train.RBMStepConfig(visible_copies=1, hidden_copies=1))(
-        s1, v, jax.random.key(2)
-    )
+    a, _ = train.make_step(train.rbm_objective(), opt)(s0, v, jax.random.key(2))
+    b, _ = train.make_step(
+        train.rbm_objective(train.RBMStepConfig(visible_copies=1, hidden_copies=1)), opt
+    )(s1, v, jax.random.key(2))
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
@@ -144,11 +144,11 @@ def test_tied_centered_training_raises_exact_big_likelihood(m_v, m_h):
     )
     opt = train.sgd(0.05, 0.5)
     cfg = train.RBMStepConfig(visible_copies=m_v, hidden_copies=m_h, centering=True)
-    state = train.init_train_state(
+    state = train.init_rbm_state(
         jax.random.key(1), params, opt, x.mean(0), 16, visible_copies=m_v, hidden_copies=m_h
     )
-    assert state.offsets.mu.shape == (m_v * V,) and state.offsets.lam.shape == (m_h * H,)
-    epoch = jax.jit(train.make_epoch(train.make_train_step(opt, cfg), 16))
+    assert state.aux.mu.shape == (m_v * V,) and state.aux.lam.shape == (m_h * H,)
+    epoch = jax.jit(train.make_epoch(train.make_step(train.rbm_objective(cfg), opt), 16))
     before = -float(_exact_loss(params, x, m_v, m_h))
     for e in range(75):
         state, _ = epoch(state, x, jax.random.key(e))
@@ -161,11 +161,11 @@ def test_bad_copies_are_rejected():
     with pytest.raises(ConfigError, match="visible_copies"):
         train.RBMStepConfig(visible_copies=0).validate()
     with pytest.raises(ConfigError, match="hidden_copies"):
-        train.make_train_step(optax.sgd(0.1), train.RBMStepConfig(hidden_copies=1.5))
+        train.make_step(train.rbm_objective(train.RBMStepConfig(hidden_copies=1.5)), optax.sgd(0.1))
     params = random_rbm(0, V, H, 0.5)
     v = _data()
     opt = optax.sgd(0.1)
-    plain = train.init_train_state(jax.random.key(0), params, opt, v.mean(0), 4)
-    step = train.make_train_step(opt, train.RBMStepConfig(visible_copies=2))
-    with pytest.raises(ConfigError, match="init_train_state"):
+    plain = train.init_rbm_state(jax.random.key(0), params, opt, v.mean(0), 4)
+    step = train.make_step(train.rbm_objective(train.RBMStepConfig(visible_copies=2)), opt)
+    with pytest.raises(ConfigError, match="init_rbm_state"):
         step(plain, v, jax.random.key(1))

@@ -21,9 +21,9 @@ def _data():
 def _setup(seed=0, lr=0.05, momentum=0.5, weight_decay=1e-3, estimator="pcd", centering=True):
     opt = train.sgd(lr, momentum, weight_decay)
     params = random_rbm(seed, V, H, 0.1)
-    state = train.init_train_state(jax.random.key(seed + 100), params, opt, _data().mean(0), 8)
+    state = train.init_rbm_state(jax.random.key(seed + 100), params, opt, _data().mean(0), 8)
     cfg = train.RBMStepConfig(estimator=estimator, k=2, centering=centering)
-    return opt, state, train.make_epoch(train.make_train_step(opt, cfg), B)
+    return opt, state, train.make_epoch(train.make_step(train.rbm_objective(cfg), opt), B)
 
 
 def _assert_trees_close(a, b, **kw):
@@ -146,9 +146,9 @@ def test_nonfinite_metric_is_detected():
 
 def test_bad_config_values_are_rejected():
     with pytest.raises(ConfigError, match="estimator"):
-        train.make_train_step(train.sgd(0.1), train.RBMStepConfig(estimator="cd2"))
+        train.make_step(train.rbm_objective(train.RBMStepConfig(estimator="cd2")), train.sgd(0.1))
     with pytest.raises(ConfigError, match="k"):
-        train.make_train_step(train.sgd(0.1), train.RBMStepConfig(k=0))
+        train.make_step(train.rbm_objective(train.RBMStepConfig(k=0)), train.sgd(0.1))
     with pytest.raises(ConfigError, match="momentum"):
         train.sgd(0.1, momentum=1.5)
     with pytest.raises(ConfigError, match="learning_rate"):

@@ -1,0 +1,478 @@
+"""The run driver: an experiment declares, the driver loops (DESIGN.md §7).
+
+An :class:`Experiment` declares its presets, how to load its data, its training
+:class:`Phase`\\ s (one for most models; greedy layers, pretraining or fine-tuning are more),
+what to evaluate and which pictures to draw.  :func:`run` owns everything else:
+
+- one jitted epoch (a ``lax.scan`` over minibatches) per phase, with the state donated;
+- a **sweep** (``--sweep learning_rate=...``, ``--sweep seed=0:8``): the members' states are
+  stacked and the epoch vmapped, so N models train in one jitted call; with several devices
+  the sweep axis is sharded over a mesh (:mod:`egm.train.shard`), or, for one model, the
+  minibatch is (``data_parallel=True``);
+- orbax checkpoints every ``checkpoint_every`` epochs and resume with the same-run check (a
+  killed run restarted with the same command continues where it stopped and ends with the same
+  parameters as an uninterrupted run: epoch keys are ``fold_in(root, epoch)``);
+- metrics as JSON lines, a progress bar, divergence detection (non-finite values, and runs
+  that explode without a NaN: the parameter norm or a training metric growing by orders of
+  magnitude), ``results.json`` with every member's evaluation records and the sweep's mean ±
+  sd, and the PNGs.
+
+:func:`main` is the command line: config errors, bad data and divergence end in one message
+on stderr and exit status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from egm.errors import DivergenceError, EgmError
+from egm.run import config as cfglib
+from egm.run.workdir import Workdir, log
+from egm.train import sweep as sweeplib
+from egm.train.checkpoint import Checkpointer
+from egm.train.loop import check_divergence, make_epoch, metrics_to_floats
+
+__all__ = ["Experiment", "Phase", "main", "rng_mode", "run"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One training phase.
+
+    ``init(cfg, data, key, done) -> state``: the initial train state of one member, where
+    ``done`` maps the names of the finished phases to that member's final states;
+    ``step(cfg, data, done0) -> step``: the train step (built once, from the first member;
+    what differs between members must live in the state, e.g. injected hyper-parameters);
+    ``train_data(cfg, data, done0)``: the array (or pytree) the epoch scans over
+    (default ``data.train``); ``epochs(cfg)`` and ``batch_size(cfg)``; ``data_check(cfg,
+    host_array)``: raise a clear error for data the model cannot take (non-binary data for
+    a binary model...); ``monitor(cfg, data, state, key, epoch) -> dict``: host-side
+    evaluations after an epoch (it decides its own cadence); ``check_epoch(epoch, metrics)``:
+    extra stop rules such as a frozen sampler (:func:`egm.train.check_acceptance`).
+    """
+
+    name: str
+    init: Callable[..., Any]
+    step: Callable[..., Any]
+    epochs: Callable[[Any], int] = lambda cfg: cfg.epochs
+    batch_size: Callable[[Any], int] = lambda cfg: cfg.batch_size
+    train_data: Callable[..., Any] = lambda cfg, data, done: data.train
+    data_check: Callable[[Any, Any], None] | None = None
+    monitor: Callable[..., dict] | None = None
+    check_epoch: Callable[[int, dict], None] | None = None
+    params_of: Callable[[Any], Any] = lambda state: state.params
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """What an experiment file declares (the driver does the rest).
+
+    ``load(cfg) -> data`` (any object; phases read it); ``phases(cfg) -> [Phase]``;
+    ``evaluate(cfg, data, done, key) -> dict`` of one member's results (floats, strings,
+    :class:`egm.eval.LogLikelihood` records...); ``pictures(cfg, data, done, key) ->
+    {file name: (image in [0, 1], title)}`` for the first member; ``describe(cfg) -> dict``
+    of strings (model, training) stored with the results.  ``explode_factor``: a run whose
+    parameter norm grows past this factor of its initial norm (or a metric past
+    ``explode_factor`` times its first-epoch size) is stopped as diverged.
+    """
+
+    name: str
+    presets: dict[str, Any]
+    load: Callable[[Any], Any]
+    phases: Callable[[Any], Sequence[Phase]]
+    evaluate: Callable[..., dict]
+    pictures: Callable[..., dict] | None = None
+    describe: Callable[[Any], dict] | None = None
+    explode_factor: float = 1e3
+    divergence_hint: Callable[[Any], str] = lambda cfg: ""
+
+
+def rng_mode(fast_cpu_rng: bool):
+    """On CPU, ``fast_cpu_rng`` selects JAX's non-partitionable threefry lowering for
+    everything traced inside (the same Threefry-2x32 generator with about 2x faster random
+    bits on CPU, BUILD_NOTES.md; different, equally valid streams).  Partitionable keys
+    matter only when arrays are sharded across devices, so it applies only to a single CPU
+    device.  The global setting is restored on exit."""
+    if fast_cpu_rng and jax.default_backend() == "cpu" and jax.device_count() == 1:
+        return jax.threefry_partitionable(False)
+    return contextlib.nullcontext()
+
+
+def main(experiment: Experiment, argv: Sequence[str] | None = None) -> dict:
+    """The command line of an experiment file: parse, run, and turn egm's errors into one
+    message and exit status 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        cfg, sweep = cfglib.parse_args(experiment.presets, argv)
+        return run(experiment, cfg, sweep)
+    except EgmError as e:
+        print(f"{experiment.name}: error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(
+            f"{experiment.name}: interrupted; run the same command again to resume", file=sys.stderr
+        )
+        raise SystemExit(130) from None
+
+
+def run(experiment: Experiment, cfg: Any, sweep: dict[str, Sequence] | None = None) -> dict:
+    """Train and evaluate ``cfg`` (every member of ``sweep``); returns the results dict that
+    is also written to ``<workdir>/results.json``."""
+    cfglib.validate(cfg)
+    sweep = dict(sweep or {})
+    members = cfglib.sweep_members(cfg, sweep)
+    for m in members:
+        cfglib.validate(m)
+    with rng_mode(getattr(cfg, "fast_cpu_rng", False)):
+        return _Run(experiment, cfg, sweep, members).go()
+
+
+class _Run:
+    def __init__(self, exp: Experiment, cfg: Any, sweep: dict, members: list):
+        self.exp, self.cfg, self.sweep, self.members = exp, cfg, sweep, members
+        self.n = len(members)
+        self.wd = Workdir(cfg.workdir)
+        self.t0 = time.perf_counter()
+        roots = [jax.random.key(getattr(m, "seed", 0)) for m in members]
+        self.keys = [
+            dict(zip(("init", "train", "eval", "pics"), jax.random.split(r, 4), strict=True))
+            for r in roots
+        ]
+
+    # ---------------------------------------------------------------- bookkeeping
+    def record(self) -> dict:
+        eval_only = cfglib.eval_only_fields(self.cfg)
+        conf = {k: v for k, v in cfglib.to_dict(self.cfg).items() if k not in eval_only}
+        return {
+            "experiment": self.exp.name,
+            "config": conf,
+            "sweep": {k: list(v) for k, v in self.sweep.items()},
+        }
+
+    def check_same_run(self, has_checkpoints: bool) -> None:
+        from egm.errors import ConfigError
+
+        saved, rec = self.wd.read_json("run.json"), self.record()
+        if has_checkpoints and saved is not None and saved != rec:
+            changed = sorted(
+                k
+                for k in set(saved["config"]) | set(rec["config"])
+                if saved["config"].get(k) != rec["config"].get(k)
+            ) + (["sweep"] if saved.get("sweep") != rec["sweep"] else [])
+            raise ConfigError(
+                f"{self.wd.path} holds checkpoints of a run with a different config (changed: "
+                f"{', '.join(changed)}); use a new --workdir or delete that directory"
+            )
+        self.wd.write_json("run.json", rec)
+        self.wd.write_json("config.json", cfglib.to_dict(self.cfg))
+
+    # ---------------------------------------------------------------- training
+    def go(self) -> dict:
+        exp, cfg = self.exp, self.cfg
+        data = exp.load(cfg)
+        phases = list(exp.phases(cfg))
+        names = [p.name for p in phases]
+        if len(set(names)) != len(names):
+            raise ValueError(f"phase names must differ, got {names}")
+        ckpt_root = Path(cfg.workdir) / "checkpoints"
+        started = any(
+            (ckpt_root / p.name).exists() and any((ckpt_root / p.name).iterdir()) for p in phases
+        )
+        self.check_same_run(started)
+        if not started:
+            self.wd.truncate_metrics(lambda rec: False)
+        done: list[dict] = [{} for _ in self.members]
+        train_s = 0.0
+        for i, phase in enumerate(phases):
+            t = time.perf_counter()
+            states = self.train_phase(i, phase, data, done, ckpt_root / phase.name)
+            train_s += time.perf_counter() - t
+            for m, s in enumerate(states):
+                done[m][phase.name] = s
+        t_eval = time.perf_counter()
+        per_member = []
+        for m, mcfg in enumerate(self.members):
+            res = exp.evaluate(mcfg, data, done[m], self.keys[m]["eval"])
+            per_member.append(res)
+        eval_s = time.perf_counter() - t_eval
+        if exp.pictures is not None:
+            for name, (image, title) in exp.pictures(
+                self.members[0], data, done[0], self.keys[0]["pics"]
+            ).items():
+                self.wd.save_png(name, image, title)
+        results = self.results(per_member, train_s, eval_s)
+        self.wd.write_json("results.json", results)
+        for line in _summary_lines(results):
+            log(line)
+        log(f"results in {Path(cfg.workdir) / 'results.json'}")
+        return results
+
+    def train_phase(
+        self, index: int, phase: Phase, data: Any, done: list[dict], ckpt_dir: Path
+    ) -> list:
+        cfg, n = self.cfg, self.n
+        n_epochs, batch = int(phase.epochs(cfg)), int(phase.batch_size(cfg))
+        states = [
+            phase.init(m, data, jax.random.fold_in(self.keys[j]["init"], index), done[j])
+            for j, m in enumerate(self.members)
+        ]
+        train_data = phase.train_data(cfg, data, done[0])
+        train_data = _check_data(train_data, phase, cfg)
+        step = phase.step(cfg, data, done[0])
+        state = states[0] if n == 1 else sweeplib.stack(states)
+        epoch_fn, state, train_data = self.place(step, batch, state, train_data)
+        ckpt = Checkpointer(ckpt_dir, every=getattr(cfg, "checkpoint_every", 1))
+        start = 0
+        last = ckpt.latest_epoch()
+        if last is not None:
+            _, state = ckpt.restore(state)
+            start = last + 1
+            log(f"{self.wd.path}: phase {phase.name!r}: resuming after epoch {last}")
+        self.wd.truncate_metrics(
+            lambda rec, name=phase.name, upto=start: (
+                rec.get("phase") != name or rec.get("epoch", -1) < upto
+            )
+        )
+        norm0 = _param_norms(phase.params_of(state), n)
+        first: dict[str, float] = {}
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            range(start, n_epochs),
+            disable=not getattr(cfg, "progress", False),
+            desc=phase.name,
+            unit="epoch",
+        )
+        hint = self.exp.divergence_hint(cfg)
+        for e in bar:
+            keys = [jax.random.fold_in(jax.random.fold_in(k["train"], index), e) for k in self.keys]
+            key = keys[0] if n == 1 else jnp.stack(keys)
+            state, metrics = epoch_fn(state, train_data, key)
+            m = metrics_to_floats(metrics)
+            if phase.monitor is not None:
+                extra = [
+                    phase.monitor(
+                        mc, data, s, jax.random.fold_in(self.keys[j]["eval"], 1000 * index + e), e
+                    )
+                    or {}
+                    for j, (mc, s) in enumerate(
+                        zip(self.members, self._members_of(state), strict=True)
+                    )
+                ]
+                for k in extra[0]:
+                    m[k] = extra[0][k] if n == 1 else [x.get(k) for x in extra]
+            self.check(e, phase, state, m, norm0, first, hint)
+            if phase.check_epoch is not None:
+                phase.check_epoch(
+                    e,
+                    {
+                        k: (v if n == 1 else float(np.min(v)))
+                        for k, v in m.items()
+                        if isinstance(v, float | list)
+                    },
+                )
+            self.wd.log_metrics(
+                {"phase": phase.name, "epoch": e, **m, "wall_s": time.perf_counter() - self.t0}
+            )
+            ckpt.save(e, state, force=e == n_epochs - 1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in list(m.items())[:3] if isinstance(v, float)})
+        ckpt.close()
+        return list(self._members_of(state))
+
+    def _members_of(self, state: Any) -> list:
+        return [state] if self.n == 1 else sweeplib.unstack(state)
+
+    def place(self, step, batch, state, train_data):
+        """jit the epoch (vmapped over the sweep) and place state and data on the devices."""
+        from egm.train import shard
+
+        epoch = make_epoch(step, batch)
+        n_dev = jax.device_count()
+        if self.n > 1:
+            fn = sweeplib.sweep_epoch(epoch)
+            if n_dev > 1:
+                mesh = shard.sweep_mesh(self.n)
+                return (
+                    shard.sharded_sweep_epoch(epoch, mesh),
+                    shard.shard_sweep(state, mesh),
+                    shard.replicate(train_data, mesh),
+                )
+            return jax.jit(fn, donate_argnums=0), state, train_data
+        if n_dev > 1 and getattr(self.cfg, "data_parallel", False):
+            mesh = shard.data_mesh()
+            return (
+                shard.data_parallel_epoch(step, batch, mesh),
+                shard.replicate(state, mesh),
+                shard.replicate(train_data, mesh),
+            )
+        return jax.jit(epoch, donate_argnums=0), state, train_data
+
+    def check(self, e, phase, state, m, norm0, first, hint) -> None:
+        """NaN/inf anywhere, or an explosion without NaN, stops the run with its epoch and cause."""
+        scalar = {k: v for k, v in m.items() if isinstance(v, float)}
+        flat = {
+            k: float(np.max(np.abs(np.asarray(v, float))))
+            for k, v in m.items()
+            if isinstance(v, list) and all(isinstance(x, float | int) for x in v)
+        }
+        who = "" if self.n == 1 else " (some member of the sweep)"
+        check_divergence(e, phase.params_of(state), {**scalar, **flat}, hint + who)
+        factor = self.exp.explode_factor
+        norms = _param_norms(phase.params_of(state), self.n)
+        for j, (a, b) in enumerate(zip(norm0, norms, strict=True)):
+            if b > factor * max(a, 1.0):
+                raise DivergenceError(
+                    f"training diverged at epoch {e} of phase {phase.name!r}{self._member(j)}: the "
+                    f"parameter norm grew from {a:.3g} to {b:.3g} (more than {factor:g}x) without "
+                    f"a NaN. Likely cause: the learning rate is too high for this model; lower it "
+                    f"(or add weight decay / gradient clipping) and start a new --workdir. {hint}".rstrip()
+                )
+        for k, v in {**scalar, **flat}.items():
+            if k.endswith("_s") or not math.isfinite(v):
+                continue
+            if k not in first:
+                first[k] = abs(v)
+            elif abs(v) > 10 * factor * max(first[k], 1.0):
+                raise DivergenceError(
+                    f"training diverged at epoch {e} of phase {phase.name!r}{who}: the metric {k} "
+                    f"grew from {first[k]:.3g} to {v:.3g} (more than {10 * factor:g}x its first "
+                    f"epoch) without a NaN. Likely cause: the learning rate is too high; lower it "
+                    f"and start a new --workdir. {hint}".rstrip()
+                )
+
+    def _member(self, j: int) -> str:
+        if self.n == 1:
+            return ""
+        vals = {k: getattr(self.members[j], k) for k in self.sweep}
+        return f" (sweep member {j}: {vals})"
+
+    # ---------------------------------------------------------------- results
+    def results(self, per_member: list[dict], train_s: float, eval_s: float) -> dict:
+        cfg = self.cfg
+        members = [_plain(r) for r in per_member]
+        out: dict[str, Any] = {
+            "experiment": self.exp.name,
+            **(self.exp.describe(cfg) if self.exp.describe else {}),
+            "config": cfglib.to_dict(cfg),
+            "train_seconds": train_s,
+            "eval_seconds": eval_s,
+            "total_seconds": time.perf_counter() - self.t0,
+            "device": str(jax.devices()[0]),
+            "n_devices": jax.device_count(),
+            "rng": f"threefry2x32, partitionable={bool(jax.config.jax_threefry_partitionable)}",
+        }
+        if self.n == 1:
+            out.update(members[0])
+            return out
+        out["sweep"] = {k: list(v) for k, v in self.sweep.items()}
+        out["members"] = [
+            {"overrides": {k: getattr(m, k) for k in self.sweep}, **r}
+            for m, r in zip(self.members, members, strict=True)
+        ]
+        out["summary"] = _summarise(members)
+        return out
+
+
+def _check_data(train_data: Any, phase: Phase, cfg: Any) -> Any:
+    from egm.data.validate import check_finite
+
+    host = jax.tree_util.tree_map(np.asarray, train_data)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(host):
+        check_finite(leaf, f"training data{jax.tree_util.keystr(path)}")
+    sizes = {x.shape[0] if x.ndim else None for x in jax.tree_util.tree_leaves(host)}
+    if len(sizes) != 1 or None in sizes:
+        from egm.errors import DataError
+
+        raise DataError(
+            f"training data leaves must share their leading (example) axis; got {sizes}"
+        )
+    if phase.data_check is not None:
+        phase.data_check(cfg, host)
+    return jax.tree_util.tree_map(jnp.asarray, train_data)
+
+
+def _param_norms(params: Any, n: int) -> list[float]:
+    leaves = [
+        np.asarray(x, np.float64)
+        for x in jax.tree_util.tree_leaves(params)
+        if np.issubdtype(np.asarray(x).dtype, np.floating)
+    ]
+    if n == 1:
+        return [math.sqrt(sum(float(np.sum(x**2)) for x in leaves))]
+    return [math.sqrt(sum(float(np.sum(x[j] ** 2)) for x in leaves)) for j in range(n)]
+
+
+def _plain(res: dict) -> dict:
+    out = {}
+    for k, v in res.items():
+        if hasattr(v, "to_dict"):
+            out[k] = v.to_dict()
+        elif isinstance(v, np.generic | jax.Array):
+            out[k] = np.asarray(v).item() if np.ndim(v) == 0 else np.asarray(v).tolist()
+        else:
+            out[k] = v
+    return out
+
+
+def _figure(v: Any) -> float | None:
+    """The number a result stands for: a float, or a record's value when it is trustworthy."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        return float(v)
+    if isinstance(v, dict) and "value" in v and "method" in v:
+        return None if v.get("consistent") is False else float(v["value"])
+    return None
+
+
+def _summarise(members: list[dict]) -> dict:
+    """Mean ± sd over the sweep of every numeric result (records: their values; a record
+    whose bracket is inverted is left out and counted)."""
+    out = {}
+    for k in members[0]:
+        vals = [_figure(m.get(k)) for m in members]
+        kept = [v for v in vals if v is not None]
+        if not kept:
+            continue
+        arr = np.asarray(kept)
+        out[k] = {
+            "mean": float(arr.mean()),
+            "sd": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+            "n": len(kept),
+            "values": [None if v is None else float(v) for v in vals],
+        }
+        if len(kept) < len(vals):
+            out[k]["left_out"] = f"{len(vals) - len(kept)} member(s) whose AIS bracket is inverted"
+    return out
+
+
+def _summary_lines(results: dict) -> list[str]:
+    lines = []
+    if "summary" in results:
+        for k, s in results["summary"].items():
+            lines.append(f"{k}: {s['mean']:.4g} ± {s['sd']:.2g} (sd over {s['n']} members)")
+        return lines
+    for k, v in results.items():
+        if isinstance(v, dict) and "method" in v and "value" in v:
+            from egm.eval.record import LogLikelihood
+
+            rec = LogLikelihood.from_dict(v)
+            lines.append(f"{k}: {rec.describe()}")
+            if v.get("consistent") is False:
+                lines.append(
+                    f"WARNING: {k}: forward and reverse AIS disagree beyond their noise (the "
+                    f"bracket was inverted); the interval shown covers both, but AIS has not "
+                    f"converged: raise the number of temperatures or the reverse burn-in"
+                )
+    return lines
