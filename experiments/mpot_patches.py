@@ -14,20 +14,19 @@ The model (:mod:`egm.energies.mpot`) has Gamma covariance hiddens; the negative 
 block Gibbs between them (and the binary mean hiddens) and the Gaussian visibles
 (``v | h`` drawn exactly by a Cholesky factor of ``Λ = I + C diag(P h_c) Cᵀ``), or HMC on
 the free energy (``--sampler hmc``, step size adapted per chain as in
-experiments/mcrbm_patches.py).  After every update ``mpot.project`` rescales the columns of
-``C`` (to ``c_norm``, or to their mean norm with ``--c_norm 0``), keeps ``P ≥ 0`` with
-unit-L1 columns and clips ``γ ≥ gamma_min``; ``--learn_gamma false`` keeps ``γ`` at
-``gamma_init``, ``--learn_pooling false`` keeps ``P``.
+experiments/mcrbm_patches.py, :func:`egm.samplers.persistent.adaptive_step_size`).  After
+every update ``mpot.project`` rescales the columns of ``C`` (to ``c_norm``, or to their mean
+norm with ``--c_norm 0``), keeps ``P ≥ 0`` with unit-L1 columns and clips ``γ ≥ gamma_min``;
+``--learn_gamma false`` keeps ``γ`` at ``gamma_init``, ``--learn_pooling false`` keeps ``P``.
 
 Outputs in --workdir: config.json, metrics.jsonl, checkpoints/, whitening.npz, params.npz
-(the final parameters),
-cov_filters.png, mean_filters.png (filters in pixel space), samples.png (visibles after
-``sample_steps`` Gibbs sweeps of independent chains), results.json with denoising PSNR of
-held-out patches (MAP under the mPoT prior vs the Wiener filter vs the noisy input).  A
-killed run started again with the same command resumes from its last checkpoint.
-
-metrics.jsonl also holds, every ``denoise_every`` epochs, the denoising PSNR on validation
-patches (fresh draws from the training split, never the test patches).
+(the final parameters), cov_filters.png, mean_filters.png (filters in pixel space),
+samples.png (visibles after ``sample_steps`` Gibbs sweeps of independent chains),
+results.json with denoising PSNR of held-out patches (MAP under the mPoT prior vs the
+Wiener filter vs the noisy input).  A killed run started again with the same command
+resumes from its last checkpoint.  metrics.jsonl also holds, every ``denoise_every``
+epochs, the denoising PSNR on validation patches (fresh draws from the training split,
+never the test patches).
 
 Full config (64 factors, 64 Gamma units with 3×3 topographic pooling, 32 mean units, filter
 norm fixed at 1.5, γ learned from 2, 50k patches, PCD-1 with block Gibbs, 20 epochs of Adam
@@ -42,288 +41,183 @@ curve over 10 epochs.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import _realvalued as rv  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from _common import Workdir, log, parse_overrides, rng_label, rng_mode  # noqa: E402
-from mcrbm_patches import (  # noqa: E402
-    adaptive_step_size,
-    save_filters,
-    scaled,
-    validation_denoising,
-)
-
-from egm.energies import mpot  # noqa: E402
-from egm.energies._factored import POOLINGS  # noqa: E402
-from egm.errors import ConfigError  # noqa: E402
-from egm.samplers import gibbs_chain, gradient_chain, hmc  # noqa: E402
-
-SAMPLERS = ("gibbs", "hmc")
-WHITENINGS = ("zca", "pca")
+from egm import data, eval, run, train
+from egm.energies import _factored, mpot
+from egm.errors import ConfigError
+from egm.run.config import at_least, field, greater_than, in_range, one_of
+from egm.run.realvalued import RealDataFields
+from egm.samplers import gibbs_chain
+from egm.samplers.persistent import hmc_chain, long_chains
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    source: str = "auto"  # auto | skimage | tfds
-    data_dir: str | None = None
-    patch_size: int = 8
-    n_train: int = 50_000
-    n_test: int = 10_000
-    whitening: str = "zca"  # zca | pca
-    whiten_eps: float | None = None  # None: 1% of the mean variance (egm.data.fit_whitening)
-    data_scale: float = 1.0  # whitened patches times this (the model's mean part has unit variance)
-    n_factors: int = 64
-    n_cov: int = 64
-    n_mean: int = 32
-    pooling: str = "topographic"  # identity (n_factors == n_cov) | topographic (3x3 windows)
+class Config(RealDataFields):
+    data_scale: float = field(1.0, check=greater_than(0), help="whitened patches times this")
+    n_factors: int = field(64, check=at_least(1))
+    n_cov: int = field(64, check=at_least(1))
+    n_mean: int = field(32, check=at_least(1))
+    pooling: str = field("topographic", check=one_of(*_factored.POOLINGS))
     learn_pooling: bool = True
-    c_norm: float = 1.5  # > 0: fixed L2 norm of every column of C; 0: their mean (learned) norm
-    c_init_norm: float = 1.0
+    c_norm: float = field(1.5, check=at_least(0), help="> 0: fixed norm of C's columns; 0: mean")
+    c_init_norm: float = field(1.0, check=greater_than(0))
     gamma_init: float = 2.0
     learn_gamma: bool = True
-    gamma_min: float = 0.5
+    gamma_min: float = field(0.5, check=greater_than(0))
     b_m_init: float = -2.0
-    w_scale: float = 0.05
-    sampler: str = "gibbs"  # gibbs | hmc
-    hmc_leapfrog: int = 20
-    hmc_step_size: float = 0.05
-    hmc_target_accept: float = 0.9
-    estimator: str = "pcd"  # pcd | cd
-    k: int = 1
-    n_chains: int = 100
-    batch_size: int = 100
-    epochs: int = 20
-    learning_rate: float = 1e-3
-    lr_decay: bool = False  # linear decay to 0 over the run (the recorded full run: constant)
-    grad_clip: float = 10.0
-    eval_size: int = 1000
-    n_samples: int = 64
-    sample_steps: int = 1000
-    denoise_std: float = 0.1
-    denoise_n: int = 1000
-    denoise_every: int = 5  # epochs between validation denoising PSNRs in metrics.jsonl (0: never)
-    checkpoint_every: int = 5
-    workdir: str = "runs/mpot_patches"
-    progress: bool = True
-    fast_cpu_rng: bool = True
+    w_scale: float = field(0.05, check=greater_than(0))
+    sampler: str = field("gibbs", check=one_of("gibbs", "hmc"))
+    hmc_leapfrog: int = field(20, check=at_least(1))
+    hmc_step_size: float = field(0.05, check=greater_than(0), help="initial, then adapted")
+    hmc_target_accept: float = field(0.9, check=in_range(0, 1, closed_low=False, closed_high=False))
+    estimator: str = field("pcd", check=one_of(*train.fe_step.ESTIMATORS))
+    k: int = field(1, check=at_least(1))
+    n_chains: int = field(100, check=at_least(1))
+    batch_size: int = field(100, check=at_least(1))
+    epochs: int = field(20, check=at_least(1))
+    learning_rate: float = field(1e-3, check=greater_than(0), sweep=True)
+    lr_decay: bool = field(False, help="linear decay to 0 (the recorded full run: constant)")
+    grad_clip: float = field(10.0, check=greater_than(0))
+    eval_size: int = field(1000, check=at_least(1), eval_only=True)
+    n_samples: int = field(64, check=at_least(1), eval_only=True)
+    sample_steps: int = field(1000, check=at_least(1), eval_only=True)
+    denoise_std: float = field(0.1, check=greater_than(0), eval_only=True)
+    denoise_n: int = field(1000, check=at_least(1), eval_only=True)
+    denoise_every: int = field(5, check=at_least(0), eval_only=True, help="validation; 0: never")
+    workdir: str = field("runs/mpot_patches", eval_only=True)
 
-    def validate(self) -> Config:
-        rv.validate_common(self)
-        if self.whitening not in WHITENINGS:
-            raise ConfigError(f"whitening must be one of {WHITENINGS}, got {self.whitening!r}")
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        if self.pooling not in POOLINGS:
-            raise ConfigError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        for name, low in (
-            ("n_factors", 1),
-            ("n_cov", 1),
-            ("n_mean", 1),
-            ("hmc_leapfrog", 1),
-            ("eval_size", 1),
-            ("denoise_every", 0),
-        ):
-            if getattr(self, name) < low:
-                raise ConfigError(f"{name} must be >= {low}, got {getattr(self, name)}")
-        for name in (
-            "data_scale",
-            "c_init_norm",
-            "hmc_step_size",
-            "w_scale",
-            "gamma_min",
-        ):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+    def check(self) -> None:
+        super().check()
+        if self.whitening not in ("zca", "pca"):
+            raise ConfigError(f"whitening must be one of ['zca', 'pca'], got {self.whitening!r}")
         if not self.gamma_init >= self.gamma_min:
-            raise ConfigError(
-                f"gamma_init must be >= gamma_min (the clip), got {self.gamma_init} < "
-                f"{self.gamma_min}"
-            )
-        if not self.c_norm >= 0:
-            raise ConfigError(
-                f"c_norm must be > 0 (fixed norm) or 0 (mean norm), got {self.c_norm}"
-            )
-        if not 0 < self.hmc_target_accept < 1:
-            raise ConfigError(f"hmc_target_accept must be in (0, 1), got {self.hmc_target_accept}")
-        return self
+            raise ConfigError(f"gamma_init must be >= gamma_min (the clip), got "
+                              f"{self.gamma_init} < {self.gamma_min}")  # fmt: skip
 
 
 PRESETS = {
     "default": Config(),
     "tiny": Config(
-        n_train=1000,
-        n_test=200,
-        n_factors=16,
-        n_cov=16,
-        n_mean=8,
-        hmc_leapfrog=3,
-        n_chains=20,
-        batch_size=50,
-        epochs=3,
-        eval_size=50,
-        n_samples=16,
-        sample_steps=10,
-        denoise_n=50,
-        denoise_every=2,
-        checkpoint_every=1,
-        progress=False,
+        n_train=1000, n_test=200, n_factors=16, n_cov=16, n_mean=8, hmc_leapfrog=3,
+        n_chains=20, batch_size=50, epochs=3, eval_size=50, n_samples=16, sample_steps=10,
+        denoise_n=50, denoise_every=2, checkpoint_every=1, progress=False,
         workdir="runs/mpot_patches_tiny",
     ),
     "full": Config(workdir="runs/mpot_patches_full"),
-}
-
-_EVAL_ONLY = rv.EVAL_ONLY + (
-    "eval_size",
-    "denoise_every",
-)
+}  # fmt: skip
 
 
-@functools.lru_cache(maxsize=8)  # same function objects on a second run: no recompilation
-def make_chain(cfg: Config, *, step_size: float | None = None, adapt: bool = True):
-    """Block Gibbs (Gamma h_c, binary h_m | v; Gaussian v | h), or HMC on −F."""
+def chain(cfg: Config, step_size: float | None = None):
+    """Block Gibbs (Gamma h_c, binary h_m | v; Gaussian v | h), or HMC on −F (adapted; with a
+    ``step_size``: fixed-step HMC for final samples)."""
     if cfg.sampler == "gibbs":
         return gibbs_chain(mpot.BLOCKS, mpot.init_state)
-    kernel = hmc(
-        mpot.log_density, n_leapfrog=cfg.hmc_leapfrog, step_size=step_size or cfg.hmc_step_size
-    )
-    return gradient_chain(adaptive_step_size(kernel, cfg.hmc_target_accept) if adapt else kernel)
+    return hmc_chain(mpot.log_density, cfg.hmc_leapfrog, step_size or cfg.hmc_step_size,
+                     None if step_size else cfg.hmc_target_accept)  # fmt: skip
 
 
-def make_project(cfg: Config, params0: mpot.MPoTParams):
+def optimizer(cfg: Config, d: data.RealData):
+    decay = train.linear_decay(cfg.epochs * (len(d.z_train) // cfg.batch_size))
+    return train.adam(cfg.learning_rate, grad_clip=cfg.grad_clip,
+                      lr_multiplier=decay if cfg.lr_decay else None)  # fmt: skip
+
+
+def init(cfg: Config, d: data.RealData, key, done) -> train.TrainState:
+    k_params, k_chains, k_rows = jax.random.split(key, 3)
+    v0 = jnp.asarray(d.z_train)[jax.random.choice(k_rows, len(d.z_train), (cfg.n_chains,))]
+    params = mpot.init(
+        k_params, d.z_train.shape[1], cfg.n_factors, cfg.n_cov, cfg.n_mean, pooling=cfg.pooling,
+        c_norm=cfg.c_init_norm, gamma=cfg.gamma_init, w_scale=cfg.w_scale, b_m=cfg.b_m_init,
+    )  # fmt: skip
+    return train.init_fe_state(k_chains, params, optimizer(cfg, d), chain(cfg), v0)
+
+
+def step(cfg: Config, d: data.RealData, done):
+    P0 = _factored.init_pooling(cfg.n_factors, cfg.n_cov, cfg.pooling)  # what init starts from
+    gamma0 = jnp.full((cfg.n_cov,), cfg.gamma_init, jnp.float32)
+
     def project(p):
         p = mpot.project(p, c_norm=cfg.c_norm or None, gamma_min=cfg.gamma_min)
-        if not cfg.learn_pooling:
-            p = p._replace(P=params0.P)
-        return p if cfg.learn_gamma else p._replace(gamma=params0.gamma)
+        p = p if cfg.learn_pooling else p._replace(P=P0)
+        return p if cfg.learn_gamma else p._replace(gamma=gamma0)
 
-    return project
-
-
-def main(argv: list[str]) -> dict:
-    cfg = parse_overrides(PRESETS["default"], argv, PRESETS).validate()
-    with rng_mode(cfg.fast_cpu_rng):
-        return _run(cfg)
+    fe_cfg = train.FEStepConfig(cfg.estimator, cfg.k)
+    return train.make_fe_step(mpot.free_energy, chain(cfg), optimizer(cfg, d), fe_cfg, project=project)  # fmt: skip
 
 
-def _run(cfg: Config) -> dict:
-    wd = Workdir(cfg.workdir)
-    t0 = time.perf_counter()
-    p = scaled(rv.load_patches(cfg, wd), cfg.data_scale, wd)
-    D = p.z_train.shape[1]
-    log(f"data: {p.source}, train {p.z_train.shape}, test {p.z_test.shape}")
-    k_init, k_samp, k_den = jax.random.split(jax.random.key(cfg.seed), 3)
-    params0 = mpot.init(
-        k_init,
-        D,
-        cfg.n_factors,
-        cfg.n_cov,
-        cfg.n_mean,
-        pooling=cfg.pooling,
-        c_norm=cfg.c_init_norm,
-        gamma=cfg.gamma_init,
-        w_scale=cfg.w_scale,
-        b_m=cfg.b_m_init,
-    )
-    chain = make_chain(cfg)
-    fe_batch = jax.jit(jax.vmap(mpot.free_energy, in_axes=(None, 0)))
-    z_tr = jnp.asarray(p.z_train[: cfg.eval_size])
-    z_te = jnp.asarray(p.z_test[: cfg.eval_size])
-    mean_h = jax.jit(
-        jax.vmap(lambda prm, v: prm.gamma / mpot.covariance_rate(prm, v), in_axes=(None, 0))
-    )
+def monitor(cfg: Config, d: data.RealData, state, key, epoch: int) -> dict:
+    p = state.params
+    z_tr, z_te = d.z_train[: cfg.eval_size], d.z_test[: cfg.eval_size]
+    mean_h = jax.vmap(lambda v: p.gamma / mpot.covariance_rate(p, v))(jnp.asarray(z_te))
+    out = {"free_energy_gap_test_minus_train": float(eval.free_energy_gap(mpot.free_energy, p, z_tr, z_te)),
+           "mean_cov_hidden_test": float(jnp.mean(mean_h)), "gamma_mean": float(jnp.mean(p.gamma)),
+           "c_norm": float(jnp.mean(jnp.linalg.norm(p.C, axis=0)))}  # fmt: skip
+    if cfg.denoise_every and (epoch + 1) % cfg.denoise_every == 0:  # one fixed noise draw
+        den = eval.denoise.denoising_report(jax.random.key(cfg.data_seed), mpot.free_energy, p,
+                                            d.x_train, d.x_valid, d.whitening,
+                                            noise_std=cfg.denoise_std, n=cfg.eval_size)  # fmt: skip
+        out |= {"psnr_valid_model_db": den["psnr_model_db"],
+                "psnr_valid_wiener_db": den["psnr_wiener_db"]}  # fmt: skip
+    return out
 
-    val_denoise = validation_denoising(cfg, p, mpot.free_energy, jax.random.fold_in(k_den, 1))
 
-    def eval_fn(epoch, params):
-        return val_denoise(epoch, params) | {
-            "free_energy_gap_test_minus_train": float(
-                jnp.mean(fe_batch(params, z_te)) - jnp.mean(fe_batch(params, z_tr))
-            ),
-            "mean_cov_hidden_test": float(jnp.mean(mean_h(params, z_te))),
-            "gamma_mean": float(jnp.mean(params.gamma)),
-            "c_norm": float(jnp.mean(jnp.linalg.norm(params.C, axis=0))),
-        }
+def median_step(cfg: Config, state) -> float | None:
+    return float(np.median(np.asarray(state.chains.step_size))) if cfg.sampler == "hmc" else None
 
-    state = rv.fit(
-        cfg,
-        wd,
-        t0,
-        params=params0,
-        free_energy=mpot.free_energy,
-        chain=chain,
-        z_train=p.z_train,
-        project=make_project(cfg, params0),
-        eval_fn=eval_fn,
-        record=dataclasses.asdict(cfg),
-        eval_only=_EVAL_ONLY,
-    )
-    params = state.params
-    train_s = time.perf_counter() - t0
-    np.savez(wd.path / "params.npz", **{k: np.asarray(v) for k, v in params._asdict().items()})
 
-    step = None
-    if cfg.sampler == "hmc":
-        step = float(np.median(np.asarray(state.chains.step_size)))
-    sampler = make_chain(cfg, step_size=step, adapt=False)
-    v0 = p.z_train[np.asarray(jax.random.choice(k_samp, len(p.z_train), (cfg.n_samples,)))]
-    samples, _ = rv.long_chains(
-        jax.random.fold_in(k_samp, 1), sampler, params, v0, cfg.sample_steps
-    )
-    what = (
-        f"{cfg.sample_steps} HMC steps (step {step:.3g})"
-        if step
-        else f"{cfg.sample_steps} Gibbs sweeps"
-    )
-    rv.save_patch_grid(wd, "samples.png", samples, p.whitening, cfg.patch_size, f"v after {what}")
-    save_filters(wd, params, p.whitening, cfg.patch_size)
-    den = rv.denoising(
-        k_den, mpot.free_energy, params, p, noise_std=cfg.denoise_std, n=cfg.denoise_n
-    )
+def evaluate(cfg: Config, d: data.RealData, done, key) -> dict:
+    params = done["train"].params
+    den = eval.denoise.denoising_report(key, mpot.free_energy, params, d.x_train, d.x_test,
+                                        d.whitening, noise_std=cfg.denoise_std, n=cfg.denoise_n)  # fmt: skip
     g = np.asarray(params.gamma)
-    results = {
-        "model": f"mPoT {D} visible, {cfg.n_factors} factors, {cfg.n_cov} Gamma covariance "
-        f"units ({cfg.pooling} pooling{'' if cfg.learn_pooling else ', fixed'}), "
-        f"{cfg.n_mean} mean units",
-        "training": f"{cfg.estimator.upper()}-{cfg.k} with "
-        + (
-            "block Gibbs (Gamma h_c, binary h_m | v; Gaussian v | h by Cholesky)"
-            if cfg.sampler == "gibbs"
-            else f"HMC ({cfg.hmc_leapfrog} leapfrog steps, step size adapted per chain to "
-            f"acceptance {cfg.hmc_target_accept})"
-        )
-        + f", {cfg.epochs} epochs, batch {cfg.batch_size}, {cfg.n_chains} chains, Adam lr "
-        f"{cfg.learning_rate}, grad clip {cfg.grad_clip}; C columns to "
-        + (f"norm {cfg.c_norm}" if cfg.c_norm else "their mean norm")
-        + f", P >= 0 with unit L1 columns, gamma >= {cfg.gamma_min}"
-        + ("" if cfg.learn_gamma else f" (fixed at {cfg.gamma_init})"),
-        "data": p.source,
-        "n_train": int(len(p.z_train)),
-        "n_test": int(len(p.z_test)),
-        "c_norm_final": float(jnp.mean(jnp.linalg.norm(params.C, axis=0))),
-        "gamma_range": [float(g.min()), float(g.max())],
-        "hmc_step_size_median": step,
-        "denoising": den,
-        "train_seconds": train_s,
-        "total_seconds": time.perf_counter() - t0,
-        "device": str(jax.devices()[0]),
-        "rng": rng_label(),
-    }
-    wd.write_json("results.json", results)
-    log(
-        f"denoising PSNR {den['psnr_model_db']:.2f} dB (Wiener {den['psnr_wiener_db']:.2f}, "
-        f"noisy {den['psnr_noisy_db']:.2f}); results in {cfg.workdir}/results.json"
-    )
-    return results
+    return {**den, "c_norm_final": float(jnp.mean(jnp.linalg.norm(params.C, axis=0))),
+            "gamma_range": [float(g.min()), float(g.max())],
+            "hmc_step_size_median": median_step(cfg, done["train"]),
+            "data": f"{d.source}, {d.protocol}", "n_train": len(d.z_train), "n_test": len(d.z_test)}  # fmt: skip
 
+
+def pictures(cfg: Config, d: data.RealData, done, key) -> dict:
+    wd, params, step_size = Path(cfg.workdir), done["train"].params, median_step(cfg, done["train"])
+    data.save_whitening(wd / "whitening.npz", d.whitening)  # kept with the run
+    np.savez(wd / "params.npz", **{k: np.asarray(v) for k, v in params._asdict().items()})
+    samples, _ = long_chains(key, chain(cfg, step_size), params, d.z_train, cfg.n_samples, cfg.sample_steps)  # fmt: skip
+    what = f"HMC steps (step {step_size:.3g})" if step_size else "Gibbs sweeps"
+    return {"samples.png": (eval.patch_grid(samples, d.whitening, d.image_shape),
+                            f"v after {cfg.sample_steps} {what}"),
+            **eval.realvalued.factored_filter_grids(params, d.whitening, d.image_shape)}  # fmt: skip
+
+
+def describe(cfg: Config) -> dict:
+    sampler = ("block Gibbs (Gamma h_c, binary h_m | v; Gaussian v | h by Cholesky)"
+               if cfg.sampler == "gibbs" else f"HMC ({cfg.hmc_leapfrog} leapfrog steps, step size "
+               f"adapted per chain to acceptance {cfg.hmc_target_accept})")  # fmt: skip
+    return {
+        "model": f"mPoT, {cfg.n_factors} factors, {cfg.n_cov} Gamma covariance units "
+        f"({cfg.pooling} pooling{'' if cfg.learn_pooling else ', fixed'}), {cfg.n_mean} mean units",
+        "training": f"{cfg.estimator.upper()}-{cfg.k} with {sampler}, {cfg.epochs} epochs, batch "
+        f"{cfg.batch_size}, {cfg.n_chains} chains, Adam lr {cfg.learning_rate}"
+        f"{' (linear decay to 0)' if cfg.lr_decay else ''}, grad clip {cfg.grad_clip}; C columns "
+        f"to {f'norm {cfg.c_norm}' if cfg.c_norm else 'their mean norm'}, P >= 0 with unit L1 "
+        f"columns, gamma >= {cfg.gamma_min}{'' if cfg.learn_gamma else f' (fixed at {cfg.gamma_init})'}",
+    }
+
+
+def phases(cfg: Config) -> list[run.Phase]:
+    check = lambda e, m: train.check_acceptance(e, m, hint=f"(learning_rate={cfg.learning_rate})")
+    return [run.Phase("train", init, step, monitor=monitor, check_epoch=check)]
+
+
+EXPERIMENT = run.Experiment(
+    name="mpot_patches", presets=PRESETS, phases=phases, evaluate=evaluate, pictures=pictures,
+    load=lambda c: c.load_data(scale=c.data_scale, n_valid=c.eval_size if c.denoise_every else 0),
+    describe=describe,
+    divergence_hint=lambda c: f"(learning_rate={c.learning_rate}, grad_clip={c.grad_clip})",
+)  # fmt: skip
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run.main(EXPERIMENT)

@@ -9,12 +9,14 @@ Every model here has an EXACT test log-likelihood (no AIS, no bound).  Published
     python experiments/nade_mnist.py --config tiny      # smoke test, ~15 s, embedded subset
     python experiments/nade_mnist.py                    # embedded subset, a few minutes
     python experiments/nade_mnist.py --config full --data_dir ../shared/data/mnist  # ~40 min
+    python experiments/nade_mnist.py --config tiny --models made --sweep seed=0:4
 
 Protocol: train = first 50,000 training digits, valid = last 10,000, test = the 10,000
 t10k digits; each split binarized ONCE by ``egm.data.binarize_fixed`` (Bernoulli(grey)
 draws, seeds s, s+1, s+2), as the published numbers use a fixed binarization (that of
 Salakhutdinov & Murray; ours is another draw of the same protocol).
 
+One training phase per model of ``--models`` (each checkpointed and resumed on its own).
 The full config caps each model's epochs so the whole run fits ~40 minutes on the shared
 2-core CPU machine; the papers trained for hundreds of epochs with early stopping, so the
 figures reached are below the published ones.  Reached with the full config (exact test
@@ -34,29 +36,16 @@ resumes each model from its last checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import sys
-import time
-from pathlib import Path
+import functools
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-from _common import Workdir, check_same_run, log, parse_overrides, rng_label, rng_mode  # noqa: E402
+from egm import data, eval, run, train
+from egm.eval import autoregressive as ar
+from egm.run.config import MNISTFields, at_least, field, greater_than
 
-from egm import data, train  # noqa: E402
-from egm.errors import ConfigError  # noqa: E402
-from egm.eval import tile_images  # noqa: E402
-from egm.eval.autoregressive import ensemble_log_likelihood, top_half_mask  # noqa: E402
-from egm.models import deep_nade, fvsbn, made, nade  # noqa: E402
-from egm.models._autoregressive import observed_first_ordering, set_output_bias  # noqa: E402
-from egm.train import init_state, loss_objective, make_step  # noqa: E402
-
-MODELS = ("fvsbn", "nade", "eonade", "made")
 PAPER = {
     "fvsbn": (-97.45, "FVSBN, Larochelle & Murray 2011"),
     "nade": (-88.86, "NADE 500h, Larochelle & Murray 2011"),
@@ -65,484 +54,187 @@ PAPER = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    seed: int = 0
-    source: str = "embedded"  # embedded | idx | tfds | auto
-    data_dir: str | None = None
-    binarization_seed: int = 0
-    n_train: int = 0  # 0: the whole split
-    n_test: int = 0  # 0: the whole split
-    models: str = "fvsbn,nade,eonade,made"
-    batch_size: int = 100
-    learning_rate: float = 1e-3
-    fvsbn_epochs: int = 20
-    nade_epochs: int = 20
-    nade_hidden: int = 500
-    eonade_epochs: int = 20
-    eonade_hidden: str = "500,500"
-    eonade_orderings: int = 16  # ensemble size at test time
-    eonade_eval_n: int = 0  # test digits for the EoNADE ensemble (0: all n_test)
-    made_epochs: int = 20
-    made_hidden: str = "500"
-    made_masks: int = 32  # connectivity-agnostic training and the test ensemble
-    made_order_agnostic: bool = False
-    made_learning_rate: float = 0.0  # 0: learning_rate (MADE trains faster with a larger one)
-    eval_every: int = 5  # epochs between validation log-likelihoods
-    eval_size: int = 1000
-    n_inpaint: int = 10
-    n_samples: int = 16
-    checkpoint_every: int = 5
-    workdir: str = "runs/nade_mnist"
-    progress: bool = True
-    fast_cpu_rng: bool = True
-
-    def model_list(self) -> list[str]:
-        ms = [m.strip() for m in self.models.split(",") if m.strip()]
-        bad = [m for m in ms if m not in MODELS]
-        if bad or not ms:
-            raise ConfigError(f"--models must be a comma list from {MODELS}, got {self.models!r}")
-        return ms
-
-    def validate(self) -> Config:
-        self.model_list()
-        for name in ("batch_size", "nade_hidden", "eonade_orderings", "made_masks", "eval_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("fvsbn_epochs", "nade_epochs", "eonade_epochs", "made_epochs", "n_train"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("eonade_hidden", "made_hidden"):
-            try:
-                sizes = _sizes(getattr(self, name))
-            except ValueError:
-                sizes = ()
-            if not sizes or min(sizes) < 1:
-                raise ConfigError(f"--{name} must be comma-separated sizes >= 1, e.g. 500,500")
-        if self.learning_rate <= 0 or self.made_learning_rate < 0:
-            raise ConfigError(
-                f"learning_rate must be > 0 and made_learning_rate >= 0 (0: learning_rate), got "
-                f"{self.learning_rate}, {self.made_learning_rate}"
-            )
-        if self.source not in data.MNIST_SOURCES:
-            raise ConfigError(f"source must be one of {data.MNIST_SOURCES}, got {self.source!r}")
-        if self.data_dir is not None and self.source == "embedded":
-            raise ConfigError("--data_dir is set but --source is 'embedded'; add --source idx")
-        if self.eval_every < 1 or self.checkpoint_every < 1:
-            raise ConfigError("eval_every and checkpoint_every must be >= 1")
-        return self
-
-
 def _sizes(text: str) -> tuple[int, ...]:
     return tuple(int(s) for s in text.split(",") if s.strip())
 
 
+def _sizes_ok(text: str) -> str | None:
+    try:
+        return None if _sizes(text) and min(_sizes(text)) >= 1 else "must be sizes >= 1"
+    except ValueError:
+        return "must be comma-separated sizes >= 1, e.g. 500,500"
+
+
+def _models_ok(text: str) -> str | None:
+    ms = [m.strip() for m in text.split(",") if m.strip()]
+    ok = ms and set(ms) <= set(ar.AUTOREGRESSIVE_NETS)
+    return None if ok else f"must be a comma list from {ar.AUTOREGRESSIVE_NETS}"
+
+
+EPOCHS = dict(check=at_least(0), eval_only=True, help="a budget (constant-rate Adam)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(MNISTFields):
+    n_train: int = field(0, check=at_least(0), help="first training digits (0: all)")
+    n_test: int = field(0, check=at_least(0), eval_only=True, help="first test digits (0: all)")
+    models: str = field("fvsbn,nade,eonade,made", check=_models_ok, eval_only=True)
+    batch_size: int = field(100, check=at_least(1))
+    learning_rate: float = field(1e-3, check=greater_than(0), sweep=True)
+    fvsbn_epochs: int = field(20, **EPOCHS)
+    nade_epochs: int = field(20, **EPOCHS)
+    nade_hidden: int = field(500, check=at_least(1))
+    eonade_epochs: int = field(20, **EPOCHS)
+    eonade_hidden: str = field("500,500", check=_sizes_ok)
+    eonade_orderings: int = field(16, check=at_least(1), eval_only=True, help="test ensemble")
+    eonade_eval_n: int = field(0, check=at_least(0), eval_only=True, help="0: all n_test")
+    made_epochs: int = field(20, **EPOCHS)
+    made_hidden: str = field("500", check=_sizes_ok)
+    made_masks: int = field(32, check=at_least(1), help="training family and test ensemble")
+    made_order_agnostic: bool = False
+    made_learning_rate: float = field(0.0, check=at_least(0), sweep=True, help="0: learning_rate")
+    eval_every: int = field(5, check=at_least(1), eval_only=True)
+    eval_size: int = field(1000, check=at_least(1), eval_only=True)
+    n_inpaint: int = field(10, check=at_least(1), eval_only=True)
+    n_samples: int = field(16, check=at_least(1), eval_only=True)
+    workdir: str = field("runs/nade_mnist", eval_only=True)
+
+    def model_list(self) -> list[str]:
+        return [m.strip() for m in self.models.split(",") if m.strip()]
+
+
 PRESETS = {
-    "default": Config(
-        fvsbn_epochs=10,
-        nade_epochs=10,
-        eonade_epochs=10,
-        made_epochs=10,
-        eonade_orderings=8,
-    ),
-    "tiny": Config(
-        n_train=500,
-        n_test=100,
-        nade_hidden=16,
-        eonade_hidden="16,16",
-        made_hidden="16",
-        fvsbn_epochs=2,
-        nade_epochs=2,
-        eonade_epochs=2,
-        made_epochs=2,
-        eonade_orderings=2,
-        made_masks=2,
-        eval_every=1,
-        eval_size=50,
-        n_inpaint=4,
-        n_samples=4,
-        checkpoint_every=1,
-        progress=False,
-        workdir="runs/nade_mnist_tiny",
-    ),
+    "default": Config(fvsbn_epochs=10, nade_epochs=10, eonade_epochs=10, made_epochs=10,
+                      eonade_orderings=8),
+    "tiny": Config(n_train=500, n_test=100, nade_hidden=16, eonade_hidden="16,16",
+                   made_hidden="16", fvsbn_epochs=2, nade_epochs=2, eonade_epochs=2,
+                   made_epochs=2, eonade_orderings=2, made_masks=2, eval_every=1, eval_size=50,
+                   n_inpaint=4, n_samples=4, checkpoint_every=1, progress=False,
+                   workdir="runs/nade_mnist_tiny"),
     # Epoch caps chosen from measured epoch times so the four models fit ~35 min on the
-    # shared 2-core CPU (BUILD_NOTES.md); the EoNADE ensemble is evaluated on the first
-    # 2000 test digits (its O(D H^2) exact likelihood costs ~10 ms per digit per ordering).
-    "full": Config(
-        source="auto",
-        fvsbn_epochs=40,
-        nade_epochs=12,
-        eonade_epochs=20,
-        made_epochs=60,
-        eonade_orderings=8,
-        eonade_eval_n=2000,
-        eval_every=5,
-        checkpoint_every=5,
-        workdir="runs/nade_mnist_full",
-    ),
-}
+    # shared 2-core CPU (BUILD_NOTES.md): truncated schedules; the EoNADE ensemble is
+    # evaluated on the first 2000 test digits (~10 ms per digit per ordering).
+    "full": Config(source="auto", fvsbn_epochs=40, nade_epochs=12, eonade_epochs=20,
+                   made_epochs=60, eonade_orderings=8, eonade_eval_n=2000, eval_every=5,
+                   checkpoint_every=5, workdir="runs/nade_mnist_full"),
+}  # fmt: skip
 
 
-# ------------------------------------------------------------------------------ data
-
-
-def load(cfg: Config):
-    out = {}
-    for i, split in enumerate(("train", "valid", "test")):
-        ds = data.load_mnist(split, source=cfg.source, data_dir=cfg.data_dir)
-        x = data.binarize_fixed(ds.x, seed=cfg.binarization_seed + i)
-        limit = {"train": cfg.n_train, "test": cfg.n_test}.get(split, 0)
-        out[split] = x[:limit] if limit else x
-        source = ds.source
-    return out, source
-
-
-# ------------------------------------------------------------------------------ models
-
-
-def build(name: str, cfg: Config, key, data_mean):
-    """(init params, loss_fn(params, batch, key), eval_fn(params, x) -> per-example log p)."""
-    D = 784
-    if name == "fvsbn":
-        model = fvsbn.FVSBN(D)
-        params = set_output_bias(model.init(key, jnp.zeros((1, D))), data_mean)
-
-        def log_prob(p, x):
-            return model.apply(p, x, method=fvsbn.FVSBN.log_prob)
-
-    elif name == "nade":
-        model = nade.NADE(D, cfg.nade_hidden)
-        params = set_output_bias(model.init(key, jnp.zeros((1, D))), data_mean)
-
-        def log_prob(p, x):
-            return model.apply(p, x, method=nade.NADE.log_prob)
-
-    elif name == "eonade":
-        model = deep_nade.DeepNADE(D, _sizes(cfg.eonade_hidden))
-        z = jnp.zeros((1, D))
-        params = set_output_bias(model.init(key, z, z), data_mean)
-
-        def log_prob(p, x):  # one fixed ordering (the identity) for validation curves
-            return deep_nade.ordered_log_prob(model, p, x, jnp.arange(D))
-
-        def loss(p, batch, k):
-            return deep_nade.order_agnostic_loss(model, p, batch, k)
-
-        return model, params, loss, log_prob
-    else:
-        hidden = _sizes(cfg.made_hidden)
-        model = made.MADE(D, hidden)
-        mask_key = made_mask_key(cfg)
-        m0 = made.mask_set(mask_key, 0, D, hidden, cfg.made_order_agnostic)
-        params = set_output_bias(model.init(key, jnp.zeros((1, D)), m0), data_mean)
-
-        def log_prob(p, x):  # mask set 0 (single-mask model)
-            return model.apply(p, x, m0, method=made.MADE.log_prob)
-
-        def loss(p, batch, k):
-            idx = jax.random.randint(k, (), 0, cfg.made_masks)
-            m = made.mask_set(mask_key, idx, D, hidden, cfg.made_order_agnostic)
-            return -jnp.mean(model.apply(p, batch, m, method=made.MADE.log_prob))
-
-        return model, params, loss, log_prob
-
-    def loss(p, batch, k):
-        return -jnp.mean(log_prob(p, batch))
-
-    return model, params, loss, log_prob
-
-
-def made_mask_key(cfg: Config):
-    return jax.random.fold_in(jax.random.key(cfg.seed), 10_000)
-
-
-def batched(fn, x, chunk: int = 1000):
-    """``fn`` over ``x`` in chunks (bounded memory), concatenated on the host."""
-    return np.concatenate(
-        [np.asarray(fn(jnp.asarray(x[i : i + chunk]))) for i in range(0, len(x), chunk)]
+def load(cfg: Config) -> data.BinarizedMNIST:
+    d = data.load_binarized_mnist(
+        cfg.binarization, cfg.binarization_seed, source=cfg.source, data_dir=cfg.data_dir
     )
+    n = cfg.n_train or None
+    return d._replace(train=d.train[:n], binary={**d.binary, "train": d.binary["train"][:n]})
 
 
-def epochs_of(cfg: Config, name: str) -> int:
-    return getattr(cfg, f"{name}_epochs")
+def net(cfg: Config, name: str) -> ar.BinaryAutoregressive:
+    hidden = {"nade": (cfg.nade_hidden,), "eonade": _sizes(cfg.eonade_hidden),
+              "made": _sizes(cfg.made_hidden)}.get(name, ())  # fmt: skip
+    members = {"eonade": cfg.eonade_orderings, "made": cfg.made_masks}.get(name, 1)
+    return ar.binary_autoregressive(name, 784, hidden, members, cfg.made_order_agnostic)
 
 
-# ------------------------------------------------------------------------------ main
+def learning_rate(cfg: Config, name: str) -> float:
+    return (name == "made" and cfg.made_learning_rate) or cfg.learning_rate
 
 
-def main(argv: list[str]) -> dict:
-    cfg = parse_overrides(PRESETS["default"], argv, PRESETS).validate()
-    with rng_mode(cfg.fast_cpu_rng):
-        return _run(cfg)
+def optimizer(cfg: Config, name: str):
+    return train.adam(learning_rate(cfg, name))
 
 
-def _run(cfg: Config) -> dict:
-    wd = Workdir(cfg.workdir)
-    t0 = time.perf_counter()
-    arrays, source = load(cfg)
-    s = cfg.binarization_seed
-    protocol = data.describe_protocol("fixed", seed=s) + (
-        f" (train/valid/test drawn with seeds {s}/{s + 1}/{s + 2}; the published numbers use "
-        f"Salakhutdinov & Murray's fixed draw of the same protocol)"
-    )
-    log(f"data: {source}, train {arrays['train'].shape}, test {arrays['test'].shape}; {protocol}")
-    ckpt_dir = Path(cfg.workdir) / "checkpoints"
-    has_ckpt = ckpt_dir.exists() and any(ckpt_dir.iterdir())
-    check_same_run(wd, dataclasses.asdict(cfg), _EVAL_ONLY, has_checkpoints=has_ckpt)
+def init(cfg: Config, d: data.BinarizedMNIST, key, done, name: str):
+    params, family = net(cfg, name).init(key, np.mean(d.binary["train"], axis=0))
+    return train.init_state(params, optimizer(cfg, name), aux=family)
 
-    x_train = jnp.asarray(arrays["train"])
-    data_mean = jnp.mean(x_train, axis=0)
-    x_valid = arrays["valid"][: cfg.eval_size]
-    x_test = arrays["test"]
-    root = jax.random.key(cfg.seed)
-    results = {
-        "protocol": protocol,
-        "data": source,
-        "n_train": int(x_train.shape[0]),
-        "n_test": int(x_test.shape[0]),
-        "optimizer": f"Adam lr {cfg.learning_rate}, batch {cfg.batch_size}",
-        "device": str(jax.devices()[0]),
-        "rng": rng_label(),
-        "models": {},
-    }
-    mask = top_half_mask(28, 28)
-    inpaint_x = x_test[: cfg.n_inpaint]
-    inpaint_rows = {}
-    for mi, name in enumerate(cfg.model_list()):
-        k_model = jax.random.fold_in(root, mi)
-        k_init, k_train, k_eval, k_samp = jax.random.split(k_model, 4)
-        model, params, loss_fn, log_prob = build(name, cfg, k_init, data_mean)
-        n_params = int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
-        lr = (
-            cfg.made_learning_rate
-            if name == "made" and cfg.made_learning_rate
-            else cfg.learning_rate
+
+def step(cfg: Config, d: data.BinarizedMNIST, done, name: str):
+    loss_fn, dynamic = net(cfg, name).loss, cfg.binarization == "dynamic"
+
+    def objective(params, batch, key, chains, family):  # the family rides in the state's aux
+        k_bin, k = jax.random.split(key)
+        x = jax.random.bernoulli(k_bin, batch).astype(jnp.float32) if dynamic else batch
+        loss, grads = jax.value_and_grad(loss_fn)(params, family, x, k)
+        return train.ObjectiveOut(grads, chains, family, {"loss": loss})
+
+    return train.make_step(objective, optimizer(cfg, name))
+
+
+def monitor(cfg: Config, d: data.BinarizedMNIST, state, key, epoch: int, name: str) -> dict:
+    if (epoch + 1) % cfg.eval_every and epoch != getattr(cfg, f"{name}_epochs") - 1:
+        return {}
+    one = net(cfg, name)._replace(n_members=1)  # member 0: the natural-order model
+    ll = ar.member_log_probs(one, state.params, state.aux, d.binary["valid"][: cfg.eval_size])
+    return {"valid_loglik": float(ll.mean())}
+
+
+def phases(cfg: Config) -> list[run.Phase]:
+    check = lambda c, x: train.rbm_data_check(784, c)(x)  # binary, or grey under dynamic
+    return [
+        run.Phase(m, functools.partial(init, name=m), functools.partial(step, name=m),
+                  epochs=lambda c, m=m: getattr(c, f"{m}_epochs"), data_check=check,
+                  monitor=functools.partial(monitor, name=m))
+        for m in cfg.model_list()
+    ]  # fmt: skip
+
+
+def evaluate(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
+    x_test = d.binary["test"][: cfg.n_test or None]
+    out: dict = {"n_train": int(d.train.shape[0]), "n_test": int(len(x_test)), "models": {}}
+    for name in cfg.model_list():
+        s, x = done[name], x_test[: cfg.eonade_eval_n or None] if name == "eonade" else x_test
+        rec, figures = ar.exact_record(net(cfg, name), s.params, s.aux, x, dataset=d.source,
+                                       split="test", protocol=d.protocol)  # fmt: skip
+        out[f"{name}_test_loglik"] = rec
+        out[f"{name}_gap_to_paper_nats"] = rec.value - PAPER[name][0]
+        if figures:
+            out[f"{name}_test_loglik_single_member_nats"] = figures.pop("single_member_nats")
+        out["models"][name] = {
+            "paper": PAPER[name][0], "paper_source": PAPER[name][1],
+            "n_parameters": int(sum(a.size for a in jax.tree_util.tree_leaves(s.params))),
+            "learning_rate": learning_rate(cfg, name),
+            "epochs": int(s.step) // max(1, d.train.shape[0] // cfg.batch_size),
+            "n_test_evaluated": int(len(x)), **figures,
+        }  # fmt: skip
+    return out
+
+
+def pictures(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
+    mask, x_in = ar.top_half_mask(28, 28), d.binary["test"][: cfg.n_inpaint]
+    out, rows = {}, [x_in, np.where(mask, x_in, 0.5)]
+    for i, name in enumerate(cfg.model_list()):
+        s = done[name]
+        k = jax.random.fold_in(key, i)
+        samples, completions = ar.draw(
+            net(cfg, name), s.params, s.aux, k, cfg.n_samples, x_in, mask
         )
-        opt = optax.adam(lr)
-        state = init_state(params, opt)
-        epoch_fn = jax.jit(
-            train.make_epoch(make_step(loss_objective(loss_fn), opt), cfg.batch_size),
-            donate_argnums=0,
-        )
-        ckpt = train.Checkpointer(
-            Path(cfg.workdir) / "checkpoints" / name, every=cfg.checkpoint_every
-        )
-        start = 0
-        if ckpt.latest_epoch() is not None:
-            last, state = ckpt.restore(state)
-            start = last + 1
-            log(f"{name}: resuming after epoch {last}")
-        _truncate_metrics(wd, name, start - 1)
-        eval_ll = jax.jit(log_prob)
-        n_epochs = epochs_of(cfg, name)
-        times: list[float] = []
-        last_t = [time.perf_counter()]
-
-        def on_epoch_end(
-            epoch, st, m, name=name, eval_ll=eval_ll, times=times, last_t=last_t, n_epochs=n_epochs
-        ):
-            now = time.perf_counter()
-            times.append(now - last_t[0])
-            rec = {"model": name, "epoch": epoch, **m, "epoch_s": now - last_t[0]}
-            if (epoch + 1) % cfg.eval_every == 0 or epoch == n_epochs - 1:
-                rec["valid_loglik"] = float(
-                    np.mean(batched(lambda v: eval_ll(st.params, v), x_valid))
-                )
-            rec["wall_s"] = time.perf_counter() - t0
-            wd.log_metrics(rec)
-            last_t[0] = time.perf_counter()
-            return rec
-
-        log(f"{name}: {n_params} parameters, epochs {start}..{n_epochs - 1}")
-        t_train = time.perf_counter()
-        state = train.fit(
-            state,
-            x_train,
-            epoch_fn=epoch_fn,
-            key=k_train,
-            n_epochs=n_epochs,
-            start_epoch=start,
-            on_epoch_end=on_epoch_end,
-            checkpointer=ckpt,
-            progress=cfg.progress,
-            divergence_hint=f"(learning_rate={cfg.learning_rate})",
-            data_check=lambda x: data.check_binary(x, "training data"),
-        )
-        ckpt.close()
-        train_s = time.perf_counter() - t_train
-        p = state.params
-
-        t_eval = time.perf_counter()
-        res = {
-            "paper": PAPER[name][0],
-            "paper_source": PAPER[name][1],
-            "n_parameters": n_params,
-            "learning_rate": lr,
-            "epochs": n_epochs,
-            "epochs_this_run": n_epochs - start,
-            "train_seconds_this_run": train_s,
-            # median over metrics.jsonl (this and earlier, resumed-from runs); the first
-            # epoch of each run includes compilation, so it is skipped when others exist
-            "seconds_per_epoch": _seconds_per_epoch(wd, name),
-        }
-        if name in ("fvsbn", "nade"):
-            ll = batched(lambda v, p=p, f=eval_ll: f(p, v), x_test)
-            res["test_loglik_nats"] = float(ll.mean())
-            res["test_loglik_se"] = float(ll.std(ddof=1) / math.sqrt(len(ll)))
-        elif name == "made":
-            res.update(_eval_made(cfg, model, p, x_test))
-        else:
-            res.update(_eval_eonade(cfg, model, p, x_test, k_eval))
-        res["eval_seconds"] = time.perf_counter() - t_eval
-        res["gap_to_paper_nats"] = res["test_loglik_nats"] - res["paper"]
-        results["models"][name] = res
-        log(
-            f"{name}: test log-likelihood {res['test_loglik_nats']:.2f} nats (paper "
-            f"{res['paper']:.2f}); {train_s:.0f} s training, {res['eval_seconds']:.0f} s eval"
-        )
-        samples, completions = _draw(name, cfg, model, p, k_samp, inpaint_x, mask)
-        wd.save_png(
-            f"samples_{name}.png", tile_images(samples, (28, 28)), f"{name}: ancestral samples"
-        )
-        inpaint_rows[name] = completions
-        wd.write_json("results.json", results)  # partial results survive a later crash
-
-    if inpaint_rows:
-        shown = np.where(mask, inpaint_x, 0.5)
-        rows = [inpaint_x, shown] + [inpaint_rows[m] for m in inpaint_rows]
-        wd.save_png(
-            "inpainting.png",
-            tile_images(np.concatenate(rows), (28, 28), n_cols=len(inpaint_x)),
-            "rows: test digit, top half given, then " + ", ".join(inpaint_rows),
-        )
-    results["total_seconds"] = time.perf_counter() - t0
-    wd.write_json("results.json", results)
-    log(f"results in {cfg.workdir}/results.json")
-    return results
+        out[f"samples_{name}.png"] = (eval.tile_images(samples, (28, 28)), f"{name}: samples")
+        rows.append(completions)
+    title = "rows: test digit, top half given, then " + ", ".join(cfg.model_list())
+    grid = eval.tile_images(np.concatenate(rows), (28, 28), n_cols=len(x_in))
+    return {**out, "inpainting.png": (grid, title)}
 
 
-def _eval_made(cfg: Config, model, p, x_test) -> dict:
-    hidden = _sizes(cfg.made_hidden)
-    key = made_mask_key(cfg)
-
-    @jax.jit
-    def f(v, k):  # k traced: one compilation for all mask sets
-        m = made.mask_set(key, k, 784, hidden, cfg.made_order_agnostic)
-        return model.apply(p, v, m, method=made.MADE.log_prob)
-
-    per = np.stack([batched(lambda v, k=k: f(v, k), x_test) for k in range(cfg.made_masks)])
-    ens = np.asarray(ensemble_log_likelihood(jnp.asarray(per)))
+def describe(cfg: Config) -> dict:
     return {
-        "test_loglik_nats": float(ens.mean()),
-        "test_loglik_se": float(ens.std(ddof=1) / math.sqrt(len(ens))),
-        "test_loglik_1mask_nats": float(per[0].mean()),
-        "test_loglik_mean_single_mask_nats": float(per.mean()),
-        "ensemble": f"log of the mean probability over {cfg.made_masks} mask sets "
-        f"({'order-agnostic' if cfg.made_order_agnostic else 'natural ordering'}, "
-        f"connectivity-agnostic)",
-        "ensemble_curve": {
-            str(k): float(np.asarray(ensemble_log_likelihood(jnp.asarray(per[:k]))).mean())
-            for k in _powers(cfg.made_masks)
-        },
+        "model": f"autoregressive nets {cfg.models} (NADE {cfg.nade_hidden}h, EoNADE "
+        f"{cfg.eonade_hidden}, MADE {cfg.made_hidden} with {cfg.made_masks} masks)",
+        "training": f"Adam lr {cfg.learning_rate} (MADE {learning_rate(cfg, 'made')}), "
+        f"batch {cfg.batch_size}",
+        "published": "; ".join(f"{k} {v[0]} ({v[1]})" for k, v in PAPER.items()),
     }
 
 
-def _eval_eonade(cfg: Config, model, p, x_test, key) -> dict:
-    n = cfg.eonade_eval_n or len(x_test)
-    x = x_test[:n]
-    D = 784
-    orders = [np.arange(D)] + [
-        np.asarray(jax.random.permutation(jax.random.fold_in(key, k), D))
-        for k in range(1, cfg.eonade_orderings)
-    ]
-    f = jax.jit(lambda v, o: deep_nade.ordered_log_prob(model, p, v, o))
-    per = np.stack([batched(lambda v, o=o: f(v, jnp.asarray(o)), x, chunk=500) for o in orders])
-    ens = np.asarray(ensemble_log_likelihood(jnp.asarray(per)))
-    return {
-        "test_loglik_nats": float(ens.mean()),
-        "test_loglik_se": float(ens.std(ddof=1) / math.sqrt(len(ens))),
-        "test_loglik_single_ordering_nats": float(per.mean()),
-        "n_test_evaluated": int(n),
-        "ensemble": f"log of the mean probability over {len(orders)} orderings (identity + "
-        f"random), on the first {n} test digits",
-        "ensemble_curve": {
-            str(k): float(np.asarray(ensemble_log_likelihood(jnp.asarray(per[:k]))).mean())
-            for k in _powers(len(orders))
-        },
-    }
-
-
-def _powers(k: int) -> list[int]:
-    out = [1]
-    while out[-1] * 2 <= k:
-        out.append(out[-1] * 2)
-    return out + ([k] if out[-1] != k else [])
-
-
-def _draw(name, cfg, model, p, key, inpaint_x, mask):
-    """Unconditional samples and top-half completions (exact conditionals: the top half
-    precedes the bottom in raster order; EoNADE orders the observed pixels first)."""
-    k_s, k_i, k_o = jax.random.split(key, 3)
-    ks = jax.random.split(k_s, cfg.n_samples)
-    ki = jax.random.split(k_i, len(inpaint_x))
-    xc = jnp.asarray(inpaint_x)
-    cm = jnp.asarray(mask)
-    none = jnp.zeros(784, bool)
-    if name == "fvsbn":
-        fn = lambda k, x, m: fvsbn.sample(k, model, p, x, m)  # noqa: E731
-    elif name == "nade":
-        fn = lambda k, x, m: nade.sample(k, model, p, x, m)  # noqa: E731
-    elif name == "made":
-        hidden = _sizes(cfg.made_hidden)
-        m0 = made.mask_set(made_mask_key(cfg), 0, 784, hidden, cfg.made_order_agnostic)
-        if cfg.made_order_agnostic:  # pick the ordering's mask set anyway: approximate
-            log("made: order-agnostic masks: completions are not exact conditionals")
-        fn = lambda k, x, m: made.sample(k, model, p, m0, x, m)  # noqa: E731
-    else:
-
-        def fn(k, x, m):
-            k1, k2 = jax.random.split(k)
-            o = observed_first_ordering(k1, m)
-            return deep_nade.sample(k2, model, p, o, x, m)
-
-    # one batch (one compilation): unconditional rows first, then the completions
-    keys = jnp.concatenate([ks, ki])
-    x0 = jnp.concatenate([jnp.zeros((cfg.n_samples, 784)), xc])
-    masks = jnp.concatenate(
-        [jnp.broadcast_to(none, (cfg.n_samples, 784)), jnp.broadcast_to(cm, (len(inpaint_x), 784))]
-    )
-    out = np.asarray(jax.jit(jax.vmap(fn))(keys, x0, masks))
-    return out[: cfg.n_samples], out[cfg.n_samples :]
-
-
-def _seconds_per_epoch(wd: Workdir, name: str) -> float | None:
-    path = wd.path / "metrics.jsonl"
-    if not path.exists():
-        return None
-    recs = [json.loads(x) for x in path.read_text().splitlines()]
-    ts = [r["epoch_s"] for r in recs if r.get("model") == name and r["epoch"] > 0]
-    ts = ts or [r["epoch_s"] for r in recs if r.get("model") == name]
-    return float(np.median(ts)) if ts else None
-
-
-def _truncate_metrics(wd: Workdir, name: str, last_epoch: int) -> None:
-    path = wd.path / "metrics.jsonl"
-    if not path.exists():
-        return
-    keep = [
-        line
-        for line in path.read_text().splitlines()
-        if json.loads(line).get("model") != name or json.loads(line)["epoch"] <= last_epoch
-    ]
-    path.write_text("".join(x + "\n" for x in keep))
-
-
-_EVAL_ONLY = ("progress", "workdir", "checkpoint_every", "eval_every", "eval_size", "n_inpaint")
-_EVAL_ONLY += ("n_samples", "eonade_orderings", "eonade_eval_n", "n_test", "models")
-# Epoch caps are budgets: Adam with a constant learning rate, so a resumed run with a larger
-# cap continues the same trajectory (a smaller cap keeps the checkpoint it has).
-_EVAL_ONLY += ("fvsbn_epochs", "nade_epochs", "eonade_epochs", "made_epochs")
-
+EXPERIMENT = run.Experiment(
+    name="nade_mnist",
+    presets=PRESETS,
+    load=load,
+    phases=phases,
+    evaluate=evaluate,
+    pictures=pictures,
+    describe=describe,
+    divergence_hint=lambda c: f"(learning_rate={c.learning_rate})",
+)
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run.main(EXPERIMENT)

@@ -135,10 +135,12 @@ def evaluate(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
         n_chains=cfg.ais_chains, betas=betas, reverse_burn_in=cfg.reverse_burn_in,
         dataset=d.source, split="test", protocol=d.protocol,
     )  # fmt: skip
-    nfe_train = eval.mean_negative_free_energy(rbm.free_energy, params, d.binary["train"])
+    nfe = {s: eval.mean_negative_free_energy(rbm.free_energy, params, d.binary[s])
+           for s in ("train", "valid")}  # fmt: skip
     return {
         "test_loglik": test,
-        "train_loglik_nats": nfe_train - test.extras["log_z_forward"],
+        "train_loglik_nats": nfe["train"] - test.extras["log_z_forward"],
+        "valid_loglik_nats": nfe["valid"] - test.extras["log_z_forward"],  # for model selection
         "log_z_forward": test.extras["log_z_forward"],
         "n_train": int(d.train.shape[0]),
     }

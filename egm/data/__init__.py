@@ -16,6 +16,7 @@ from egm.data.binarized import BinarizedMNIST, load_binarized_mnist
 from egm.data.idx import read_idx
 from egm.data.mnist import MNIST_SOURCES, MNIST_SPLITS, Dataset, load_mnist
 from egm.data.patches import PATCH_SOURCES, PATCH_SPLITS, load_patches
+from egm.data.realvalued import REAL_DATASETS, RealData, load_real_data
 from egm.data.toy import (
     bars_and_stripes,
     log_density_checkerboard,
@@ -44,6 +45,8 @@ __all__ = [
     "MNIST_SPLITS",
     "PATCH_SOURCES",
     "PATCH_SPLITS",
+    "REAL_DATASETS",
+    "RealData",
     "WHITENING_KINDS",
     "Whitening",
     "Dataset",
@@ -60,6 +63,7 @@ __all__ = [
     "fit_whitening",
     "load_mnist",
     "load_patches",
+    "load_real_data",
     "load_whitening",
     "log_density_checkerboard",
     "log_density_gaussian_mixture",

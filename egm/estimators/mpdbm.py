@@ -214,3 +214,26 @@ def check_params(params: MPDBMParams) -> None:
             f"label_W has shape {params.label_W.shape}; with {H} top hidden units and "
             f"{params.label_b.shape[0]} classes it must be ({H}, {params.label_b.shape[0]})"
         )
+
+
+def ordinary(params: MPDBMParams, offsets: tuple) -> MPDBMParams:
+    """The ordinary parameters: :func:`from_centered` with ``offsets``, or ``params`` as they
+    are when ``offsets`` is empty (uncentered training)."""
+    return from_centered(params, offsets) if len(offsets) else params
+
+
+_predict = jax.jit(lambda p, v, n: predict_proba(p, v, n), static_argnums=2)
+
+
+def classification_error(
+    params: MPDBMParams, v, labels, *, n_iter: int = 10, batch_size: int = 1000
+) -> float:
+    """Fraction of examples whose arg-max ``Q(y | v)`` (:func:`predict_proba`) is wrong."""
+    import numpy as np
+
+    v, labels = np.asarray(v), np.asarray(labels)
+    wrong = 0
+    for i in range(0, v.shape[0], batch_size):
+        q = _predict(params, jnp.asarray(v[i : i + batch_size], jnp.float32), n_iter)
+        wrong += int(np.sum(np.argmax(np.asarray(q), axis=1) != labels[i : i + batch_size]))
+    return wrong / max(v.shape[0], 1)

@@ -1,7 +1,7 @@
 """Evaluation: one log-likelihood record and its front-ends, training diagnostics, sample
 scores and visualisation helpers."""
 
-from egm.eval import denoise
+from egm.eval import denoise, realvalued
 from egm.eval.autoregressive import enumerate_log_probs, top_half_mask
 from egm.eval.baselines import gaussian_log_likelihood
 from egm.eval.likelihood import (
@@ -20,6 +20,7 @@ from egm.eval.metrics import (
     reconstruction_error,
     stochastic_pseudo_log_likelihood,
 )
+from egm.eval.realvalued import filter_grid, grbm_log_likelihoods, patch_grid
 from egm.eval.record import (
     BOUNDS,
     METHODS,
@@ -44,15 +45,19 @@ __all__ = [
     "dbn_log_likelihood_bound",
     "denoise",
     "enumerate_log_probs",
+    "filter_grid",
     "free_energy_gap",
     "gaussian_log_likelihood",
+    "grbm_log_likelihoods",
     "importance_record",
     "importance_sampled_log_likelihood",
     "mean_free_energy",
     "mean_negative_free_energy",
+    "patch_grid",
     "pixel_log_det",
     "pseudo_log_likelihood",
     "rbm_log_likelihood_bracket",
+    "realvalued",
     "reconstruction_error",
     "stochastic_pseudo_log_likelihood",
     "tile_images",

@@ -27,6 +27,7 @@ driven by ``lax.scan`` over pre-drawn noise in :func:`draw_forward` and :func:`g
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -267,6 +268,16 @@ def make_loss(model: DRAW, *, dynamic_binarization: bool = False):
     return loss
 
 
+def canvases(
+    key: PRNGKeyArray, model: DRAW, params: Any, x: Float[Array, "N D"]
+) -> Float[Array, "N T D"]:
+    """The canvas sequences ``σ(c_1..T)`` of :func:`draw_forward` for a batch of images
+    (one draw of ``z_{1:T}`` each): how DRAW reconstructs them glimpse by glimpse."""
+    keys = jax.random.split(key, x.shape[0])
+    one = lambda k, xx: draw_forward(k, model, params, xx, return_canvases=True).canvases
+    return jax.vmap(one)(keys, jnp.asarray(x))
+
+
 def generate(key: PRNGKeyArray, model: DRAW, params: Any, n: int) -> Float[Array, "n T D"]:
     """``n`` samples: ``z_t ~ N(0, I)`` through the decoder; returns every canvas ``σ(c_t)``
     (the last one is the sample's mean image)."""
@@ -295,10 +306,16 @@ def nll_bound(
     "bound on the test NLL" is its mean.  In batches (remainder handled)."""
     x = jnp.asarray(x)
     keys = jax.random.split(key, x.shape[0])
-    fn = jax.jit(jax.vmap(lambda k, xx: draw_forward(k, model, params, xx).loss))
+    fn = _cached_loss_fn(model.check())  # compiled once per model, not per call
     return jnp.concatenate(
         [
-            fn(keys[i : i + batch_size], x[i : i + batch_size])
+            fn(params, keys[i : i + batch_size], x[i : i + batch_size])
             for i in range(0, x.shape[0], batch_size)
         ]
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_loss_fn(model: DRAW):
+    one = lambda params, k, x: draw_forward(k, model, params, x).loss
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -548,13 +549,71 @@ def bound_on_data(
     batch_size: int = 500,
 ) -> Float[Array, " N"]:
     """Per-example ``L_k`` estimates over a dataset, in batches (``k = 1``: the ELBO with a
-    Monte-Carlo KL; for the analytic-KL ELBO use :func:`elbo`).  Remainder handled."""
+    Monte-Carlo KL; for the analytic-KL ELBO use :func:`elbo_on_data`).  Remainder handled;
+    compiled once per ``(model, k)`` (new parameters reuse the program)."""
+    return _on_data(_cached_batch_fn(model.check(), "iwae", k), key, params, x, batch_size)
+
+
+def elbo_on_data(
+    key: PRNGKeyArray,
+    model: VAE,
+    params: Any,
+    x: Float[Array, "N D"],
+    k: int = 1,
+    *,
+    batch_size: int = 500,
+) -> Float[Array, " N"]:
+    """Per-example analytic-KL ELBO (:func:`elbo` with ``k`` draws; Gaussian or categorical
+    latents) over a dataset, in batches, compiled once per ``(model, k)``."""
+    return _on_data(_cached_batch_fn(model.check(), "elbo", k), key, params, x, batch_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_batch_fn(model: VAE, which: str, k: int) -> Callable:
+    def one(params, key, x):
+        if which == "iwae":
+            return iwae_bound(key, model, params, x, k)
+        return elbo(key, model, params, x, k, analytic_kl=True)
+
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
+
+
+def _on_data(fn: Callable, key: PRNGKeyArray, params: Any, x: Any, batch_size: int) -> Array:
     x = jnp.asarray(x)
-    n = x.shape[0]
-    keys = jax.random.split(key, n)
-    fn = jax.jit(jax.vmap(lambda kk, xx: iwae_bound(kk, model, params, xx, k), in_axes=(0, 0)))
-    parts = [fn(keys[i : i + batch_size], x[i : i + batch_size]) for i in range(0, n, batch_size)]
+    keys = jax.random.split(key, x.shape[0])
+    parts = [
+        fn(params, keys[i : i + batch_size], x[i : i + batch_size])
+        for i in range(0, x.shape[0], batch_size)
+    ]
     return jnp.concatenate(parts)
+
+
+def active_units(model: VAE, params: Any, x: Float[Array, "N D"], threshold: float = 1e-2) -> int:
+    """Burda et al.'s (2016) count of active latent units: those whose posterior mean
+    ``E_q[z_j | x]`` varies over the data by more than ``threshold`` (Gaussian latents)."""
+    if model.latent != "gaussian":
+        raise ConfigError("active_units needs a VAE with Gaussian latents")
+    mu = model.apply(params, jnp.asarray(x), method=VAE.encode)[0]
+    return int(jnp.sum(jnp.var(mu, axis=0) > threshold))
+
+
+def burda_lr_multiplier(stages: int, steps_per_epoch: int) -> tuple[Callable[[Any], Any], int]:
+    """The learning-rate schedule of Burda et al. (2016) as a multiplier of the step count
+    (for ``egm.train.adam(lr, lr_multiplier=...)``): stage ``i = 0..stages-1`` lasts ``3^i``
+    epochs at ``10^(-i/7)``; returns the multiplier and the schedule's length in epochs."""
+    if stages < 1 or steps_per_epoch < 1:
+        raise ConfigError(
+            f"need stages >= 1 and steps_per_epoch >= 1, got {stages} and {steps_per_epoch} "
+            f"(is the batch larger than the training set?)"
+        )
+    lengths = [3**i for i in range(stages)]
+    bounds = jnp.asarray([sum(lengths[: i + 1]) * steps_per_epoch for i in range(stages - 1)])
+
+    def multiplier(count):
+        stage = jnp.searchsorted(bounds.astype(jnp.int32), count, side="right")
+        return 10.0 ** (-stage / 7.0)
+
+    return multiplier, sum(lengths)
 
 
 def generate(
@@ -579,3 +638,36 @@ def reconstruct(model: VAE, params: Any, x: Float[Array, "N D"]) -> Float[Array,
     else:
         z = q[0]
     return output_mean(model.likelihood, model.apply(params, z, method=VAE.decode))
+
+
+# ----------------------------------------------------------------------------------------
+# Command-line specs shared by the experiments
+# ----------------------------------------------------------------------------------------
+
+
+def parse_hidden(spec: str) -> tuple[int, ...]:
+    """``"200,200"`` -> ``(200, 200)`` (widths of the deterministic layers; ``""`` is none)."""
+    try:
+        h = tuple(int(s) for s in spec.split(",") if s.strip())
+    except ValueError:
+        raise ConfigError(f"--hidden must be comma-separated ints, got {spec!r}") from None
+    if any(v < 1 for v in h):
+        raise ConfigError(f"--hidden widths must be >= 1, got {spec!r}")
+    return h
+
+
+def parse_models(spec: str) -> list[tuple[str, str, int]]:
+    """``"vae1,iwae50"`` -> ``[("vae1", "elbo", 1), ("iwae50", "iwae", 50)]``: ``vae<k>``
+    maximises the ELBO from ``k`` draws (analytic KL), ``iwae<k>`` the bound ``L_k``."""
+    out = []
+    for name in (s.strip() for s in spec.split(",") if s.strip()):
+        m = re.fullmatch(r"(vae|iwae)(\d+)", name)
+        if m is None or int(m.group(2)) < 1:
+            raise ConfigError(
+                f"bad model {name!r} in --models; use vae<k> or iwae<k> with k >= 1, "
+                f"e.g. vae1,iwae5,iwae50"
+            )
+        out.append((name, "elbo" if m.group(1) == "vae" else "iwae", int(m.group(2))))
+    if not out or len({n for n, _, _ in out}) < len(out):
+        raise ConfigError(f"--models must name distinct models, e.g. vae1,iwae50; got {spec!r}")
+    return out

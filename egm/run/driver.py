@@ -144,6 +144,7 @@ class _Run:
         self.n = len(members)
         self.wd = Workdir(cfg.workdir)
         self.t0 = time.perf_counter()
+        self.epoch_seconds: dict[str, list[float]] = {}
         roots = [jax.random.key(getattr(m, "seed", 0)) for m in members]
         self.keys = [
             dict(zip(("init", "train", "eval", "pics"), jax.random.split(r, 4), strict=True))
@@ -161,9 +162,12 @@ class _Run:
         }
 
     def check_same_run(self, has_checkpoints: bool) -> None:
+        import json
+
         from egm.errors import ConfigError
 
-        saved, rec = self.wd.read_json("run.json"), self.record()
+        saved = self.wd.read_json("run.json")
+        rec = json.loads(json.dumps(self.record()))  # tuples as lists, as read back from disk
         if has_checkpoints and saved is not None and saved != rec:
             changed = sorted(
                 k
@@ -237,6 +241,9 @@ class _Run:
         last = ckpt.latest_epoch()
         if last is not None:
             _, state = ckpt.restore(state)
+            if jax.device_count() == 1:  # restored arrays are committed, fresh ones are not:
+                # place both alike so that jitted evaluations do not recompile after a resume
+                state = jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)), state)
             start = last + 1
             log(f"{self.wd.path}: phase {phase.name!r}: resuming after epoch {last}")
         self.wd.truncate_metrics(
@@ -258,8 +265,11 @@ class _Run:
         for e in bar:
             keys = [jax.random.fold_in(jax.random.fold_in(k["train"], index), e) for k in self.keys]
             key = keys[0] if n == 1 else jnp.stack(keys)
+            t_epoch = time.perf_counter()
             state, metrics = epoch_fn(state, train_data, key)
-            m = metrics_to_floats(metrics)
+            m = metrics_to_floats(metrics)  # waits for the epoch
+            m["epoch_s"] = time.perf_counter() - t_epoch
+            self.epoch_seconds.setdefault(phase.name, []).append(m["epoch_s"])
             if phase.monitor is not None:
                 extra = [
                     phase.monitor(
@@ -367,6 +377,9 @@ class _Run:
             "config": cfglib.to_dict(cfg),
             "train_seconds": train_s,
             "eval_seconds": eval_s,
+            "seconds_per_epoch": {  # medians (the first epoch of a run includes compilation)
+                k: float(np.median(v)) for k, v in self.epoch_seconds.items()
+            },
             "total_seconds": time.perf_counter() - self.t0,
             "device": str(jax.devices()[0]),
             "n_devices": jax.device_count(),

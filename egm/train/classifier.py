@@ -33,12 +33,15 @@ def cross_entropy(
     return loss, (jnp.argmax(logits, axis=-1) != y).astype(jnp.float32)
 
 
-def classifier_objective(apply_fn: ApplyFn):
+def classifier_objective(apply_fn: ApplyFn, features: Callable[[Any, Array], Array] | None = None):
     """The objective of :func:`egm.train.make_step` for a classifier: batches ``(x, y)``,
     metrics ``{"loss", "train_error"}``.
 
-    ``key`` is unused by a deterministic network but kept so the step has egm's step shape
-    (dropout or input noise would draw from it)."""
+    ``features(aux, x)``: the network's input computed from ``x`` and the train state's
+    ``aux`` in every step (e.g. a DBM's mean-field features, with the frozen DBM in ``aux``,
+    so each member of a sweep sees its own); ``aux`` passes through unchanged.  ``key`` is
+    unused by a deterministic network but kept so the step has egm's step shape (dropout
+    or input noise would draw from it)."""
 
     def loss_fn(params: Any, batch: tuple[Array, Array], key: PRNGKeyArray):
         del key
@@ -46,7 +49,15 @@ def classifier_objective(apply_fn: ApplyFn):
         loss, errors = cross_entropy(apply_fn, params, x, y)
         return loss, {"train_error": jnp.mean(errors)}
 
-    return loss_objective(loss_fn, has_aux=True)
+    inner = loss_objective(loss_fn, has_aux=True)
+    if features is None:
+        return inner
+
+    def objective(params, batch, key, chains, aux):
+        x, y = batch
+        return inner(params, (features(jax.lax.stop_gradient(aux), x), y), key, chains, aux)
+
+    return objective
 
 
 def classification_error(

@@ -11,7 +11,7 @@ direction of the step (:func:`egm.estimators.dbm_pcd.centered_gradient`).
 from __future__ import annotations
 
 import numbers
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -185,3 +185,70 @@ def dbm_data_check(n_visible: int, config: DBMStepConfig | None = None):
     from egm.data.validate import binary_data_check
 
     return binary_data_check(n_visible, config is not None and config.binarization == "dynamic")
+
+
+# ------------------------------------------------------------------------------------------
+# Discriminative fine-tuning of a DBM (Salakhutdinov & Hinton 2009, §20.4.5)
+# ------------------------------------------------------------------------------------------
+
+
+def augmented_input(
+    params: DBMParams,
+    v: Float[Array, "B V"],
+    *,
+    tol: float = 1e-5,
+    max_iter: int = 100,
+    init: str = "half",
+) -> Float[Array, "B F"]:
+    """The mean-field augmented input ``[v, q(h^L | v)]`` of Salakhutdinov & Hinton (2009):
+    each row of ``v`` with the top layer's converged mean-field means
+    (:func:`egm.energies.dbm.mean_field`)."""
+    top = jax.vmap(lambda x: dbm.mean_field(params, x, tol=tol, max_iter=max_iter, init=init)[0])(v)
+    return jnp.concatenate([v, top[-1]], axis=1)
+
+
+def init_dbm_classifier(
+    key: PRNGKeyArray, params: DBMParams, n_classes: int = 10
+) -> tuple[Any, dict]:
+    """``(module, mlp_params)``: an MLP on :func:`augmented_input` initialised from a
+    2-hidden-layer DBM, first layer ``[W₁; W₂ᵀ]`` with bias ``b₁``, second ``(W₂, b₂)``,
+    a random softmax layer on top (:func:`egm.models.mlp.mlp_params_from_rbms`)."""
+    from egm.models.mlp import mlp_params_from_rbms
+
+    check_params(params)
+    if len(params.weights) != 2:
+        raise ConfigError(f"the DBM classifier needs 2 hidden layers, got {len(params.weights)}")
+    W1, W2 = params.weights
+    first = (jnp.concatenate([W1, W2.T], axis=0), params.biases[1])
+    return mlp_params_from_rbms([first, (W2, params.biases[2])], n_classes, key)
+
+
+# ------------------------------------------------------------------------------------------
+# Multi-prediction training (Goodfellow et al. 2013, egm.estimators.mpdbm)
+# ------------------------------------------------------------------------------------------
+
+
+def mp_objective(*, n_iter: int = 10, hide_prob: float = 0.5, label_weight: float = 1.0):
+    """The multi-prediction objective of an MP-DBM (:func:`egm.estimators.mpdbm.mp_loss`)
+    for :func:`egm.train.make_step`: batches ``(v, labels)``; ``aux`` = the centering
+    offsets of :func:`egm.estimators.mpdbm.init_centered` (the params are then the centered
+    ones, mapped by :func:`~egm.estimators.mpdbm.from_centered` inside the loss) or ``()``
+    (ordinary params).  Metrics ``loss``, ``pixel_nll``, ``label_nll``."""
+    from egm.estimators import mpdbm
+
+    if not isinstance(n_iter, numbers.Integral) or n_iter < 1:
+        raise ConfigError(f"n_iter must be an integer >= 1, got {n_iter!r}")
+    if not 0.0 < hide_prob < 1.0:
+        raise ConfigError(f"hide_prob must be in (0, 1), got {hide_prob}")
+
+    def objective(params, batch, key, chains, offsets):
+        x, y = batch
+
+        def loss(p):
+            return mpdbm.mp_loss(key, mpdbm.ordinary(p, offsets), x, y, n_iter=n_iter,
+                                 hide_prob=hide_prob, label_weight=label_weight)  # fmt: skip
+
+        (value, metrics), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        return ObjectiveOut(grads, chains, offsets, {"loss": value, **metrics})
+
+    return objective

@@ -17,6 +17,13 @@ killed run restarted with the same arguments restores the finished layers and re
 interrupted one from its last checkpoint.  Epoch ``e`` of layer ``l`` uses the key
 ``fold_in(fold_in(key, l), e)`` and the propagated representation is a function of the
 key and the trained parameters, so a resumed stack ends with the same parameters.
+
+On the run driver (:mod:`egm.run`) the stack is one phase per layer
+(:func:`greedy_phases`): layer ``l``'s train state carries the frozen layers below it in its
+``aux`` (:class:`LayerAux`) and its step pushes each raw minibatch up through them
+(:func:`layer_inputs`), so the members of a vmapped sweep each train on their own
+representation; a ``"sample"`` layer hands on one fixed draw per example (keyed by the
+example's index), as :func:`pretrain_stack` does with one draw of the whole array.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +46,7 @@ from egm.train.checkpoint import Checkpointer
 from egm.train.loop import fit, make_epoch
 from egm.train.optim import linear_decay, sgd
 from egm.train.rbm_step import RBMStepConfig, init_rbm_state, rbm_objective
-from egm.train.state import make_step
+from egm.train.state import ObjectiveOut, TrainState, make_step
 
 PROPAGATIONS = ("mean", "sample")
 
@@ -194,13 +201,7 @@ def _train_layer(
     n, n_visible = x.shape
     data_mean = jnp.mean(x, axis=0)
     params = rbm.init(k_init, n_visible, spec.n_hidden, scale=spec.init_scale, data_mean=data_mean)
-    steps = spec.epochs * (n // spec.batch_size)
-    opt = sgd(
-        spec.learning_rate,
-        spec.momentum,
-        spec.weight_decay,
-        lr_multiplier=linear_decay(steps) if spec.lr_decay else None,
-    )
+    opt = layer_optimizer(spec, n)
     state = init_rbm_state(
         k_state,
         params,
@@ -253,3 +254,153 @@ def _train_layer(
     if ckpt is not None:
         ckpt.close()
     return jax.tree_util.tree_map(jnp.asarray, state.params)
+
+
+def layer_optimizer(spec: LayerSpec, n_examples: int):
+    """SGD of one layer (:func:`egm.train.sgd`, injectable numbers), with the learning rate
+    linearly decayed to 0 over the layer's ``epochs`` if ``lr_decay``."""
+    steps = max(spec.epochs * (n_examples // spec.batch_size), 1)
+    return sgd(
+        spec.learning_rate,
+        spec.momentum,
+        spec.weight_decay,
+        lr_multiplier=linear_decay(steps) if spec.lr_decay else None,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# The stack as run-driver phases: one phase per layer, the layers below frozen in the state
+# ------------------------------------------------------------------------------------------
+
+
+class LayerAux(NamedTuple):
+    """``aux`` of a layer phase's train state: the RBM step's centering ``offsets``, the
+    frozen layers ``below`` (bottom first) and ``keys``, the key data (uint32) of every
+    layer's ``"sample"`` draws up to this one (row ``j`` for layer ``j``)."""
+
+    offsets: Any
+    below: tuple
+    keys: Array
+
+
+def layer_inputs(
+    below: Sequence[RBMParams],
+    specs: Sequence[LayerSpec],
+    keys: Array,
+    x: Float[Array, "N V"],
+    index: Array,
+) -> Float[Array, "N H"]:
+    """What the layer above ``below`` trains on: ``x`` pushed up through the frozen layers
+    (:func:`infer_up` with each layer's visible copies); a ``"sample"`` layer ``j`` draws
+    example ``index[n]``'s binary state with ``fold_in(keys[j], index[n])``, so an example
+    gets the same draw in every epoch and every minibatch."""
+    x = jnp.asarray(x, jnp.float32)
+    for j, (p, s) in enumerate(zip(below, specs, strict=False)):
+        x = infer_up(p, x, s.visible_copies)
+        if s.propagate == "sample":
+            k = jax.random.wrap_key_data(keys[j])
+            u = jax.vmap(lambda i, k=k, d=x.shape[1]: jax.random.uniform(
+                jax.random.fold_in(k, i), (d,)))(index)  # fmt: skip
+            x = (u < x).astype(jnp.float32)
+    return x
+
+
+_layer_inputs = jax.jit(layer_inputs, static_argnums=1)
+
+
+def init_layer_state(
+    key: PRNGKeyArray,
+    specs: Sequence[LayerSpec],
+    layer: int,
+    data: Float[Array, "N V"],
+    below_states: Sequence[TrainState],
+) -> TrainState:
+    """The initial state of layer ``layer``'s phase: an RBM initialised as in
+    :func:`pretrain_stack` on its input (``data`` pushed up through ``below_states``, the
+    finished states of the layers under it), with :class:`LayerAux` as ``aux``."""
+    specs = tuple(s.validate() for s in specs)
+    spec = specs[layer]
+    if len(below_states) != layer:
+        raise ConfigError(
+            f"layer {layer} needs the {layer} layers below it, got {len(below_states)}"
+        )
+    k_init, k_state, k_prop = jax.random.split(key, 3)
+    # copies: this state is donated by its epoch, the finished states must stay valid
+    below = tuple(jax.tree_util.tree_map(jnp.array, s.params) for s in below_states)
+    own = jax.random.key_data(k_prop)[None]
+    keys = jnp.concatenate([below_states[-1].aux.keys, own]) if below_states else own
+    x = jnp.asarray(data, jnp.float32)
+    x = _layer_inputs(below, specs[:layer], keys, x, jnp.arange(x.shape[0]))
+    data_mean = jnp.mean(x, axis=0)
+    params = rbm.init(k_init, x.shape[1], spec.n_hidden, scale=spec.init_scale, data_mean=data_mean)
+    state = init_rbm_state(
+        k_state,
+        params,
+        layer_optimizer(spec, x.shape[0]),
+        data_mean,
+        spec.n_chains,
+        visible_copies=spec.visible_copies,
+        hidden_copies=spec.hidden_copies,
+    )
+    return state._replace(aux=LayerAux(state.aux, below, keys))
+
+
+def layer_objective(specs: Sequence[LayerSpec], layer: int):
+    """The objective of layer ``layer``'s phase: batches ``(x, index)`` of the stack's raw
+    input and the examples' indices, pushed up through ``aux.below`` (:func:`layer_inputs`)
+    and fed to the layer's RBM objective (:func:`egm.train.rbm_objective`)."""
+    specs = tuple(s.validate() for s in specs)
+    inner = rbm_objective(specs[layer].step_config())
+    below_specs = specs[:layer]
+
+    def objective(params, batch, key, chains, aux: LayerAux):
+        x, index = batch
+        x = layer_inputs(aux.below, below_specs, aux.keys, x, index)
+        out = inner(params, x, key, chains, aux.offsets)
+        return ObjectiveOut(out.grads, out.chains, aux._replace(offsets=out.aux), out.metrics)
+
+    return objective
+
+
+def stacked(done: dict, n_layers: int, prefix: str = "layer") -> tuple[RBMParams, ...]:
+    """The trained stack from the driver's finished states ``done[f"{prefix}{l}"]``."""
+    return tuple(done[f"{prefix}{l}"].params for l in range(n_layers))
+
+
+def greedy_phases(
+    cfg: Any,
+    specs_of: Callable[[Any], Sequence[LayerSpec]],
+    inputs_of: Callable[[Any, Any], Any] = lambda cfg, data: data.train,
+    *,
+    prefix: str = "layer",
+) -> list:
+    """One :class:`egm.run.Phase` per layer of ``specs_of(cfg)``, named ``f"{prefix}{l}"``,
+    bottom first; ``inputs_of(cfg, data)`` is the stack's input (N, V) in [0, 1].  Each
+    phase checkpoints and resumes on its own; a finished layer is never trained again.
+    Read the stack back with :func:`stacked`."""
+    from egm.run.driver import Phase
+
+    def make(l: int):
+        def init(c, d, key, done):
+            below = [done[f"{prefix}{j}"] for j in range(l)]
+            return init_layer_state(key, specs_of(c), l, inputs_of(c, d), below)
+
+        def step(c, d, done):
+            n = np.shape(inputs_of(c, d))[0]
+            return make_step(layer_objective(specs_of(c), l), layer_optimizer(specs_of(c)[l], n))
+
+        def train_data(c, d, done):
+            x = inputs_of(c, d)
+            return (x, np.arange(np.shape(x)[0], dtype=np.int32))
+
+        return Phase(
+            name=f"{prefix}{l}",
+            init=init,
+            step=step,
+            epochs=lambda c: specs_of(c)[l].epochs,
+            batch_size=lambda c: specs_of(c)[l].batch_size,
+            train_data=train_data,
+            data_check=lambda c, host: _unit_interval_check(host[0].shape[1])(host[0]),
+        )
+
+    return [make(l) for l in range(len(specs_of(cfg)))]

@@ -5,6 +5,11 @@ untimed, then the timed calls are *interleaved* -- round r times each contender 
 order rotating between rounds -- so a burst of background load hits all of them alike.
 A benchmark reports the median of each contender's timed calls and the ratio of the
 medians; the raw times travel in the JSON line too.
+
+The GEMM bound (:func:`hlo_products`, :func:`make_gemm_bound`): the matrix products of
+egm's compiled program, timed alone in a jitted scan of the same length with no random
+draws, as one more interleaved contender; ``gemm_bound_fraction`` = its seconds / egm's
+(1 would mean egm spends all its time in those products).
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ import re
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,7 +97,7 @@ def rng_mode():
     """The RNG lowering every JAX contender (egm, thrml, dense reference) runs under.
 
     On CPU the benchmarks use ``jax.threefry_partitionable(False)``, as egm's experiments
-    do (``experiments/_common.rng_mode``): the same Threefry-2x32 generator with about 2x
+    do (``egm.run.driver.rng_mode``, their ``fast_cpu_rng`` field): the same Threefry-2x32 generator with about 2x
     faster random bits on CPU.  ``EGM_BENCH_PARTITIONABLE_RNG=1`` keeps JAX's default.
     Every JSON line records the setting in ``rng``.
     """
@@ -226,3 +233,125 @@ def load_binary_mnist(data_dir: str | None, quick_n: int | None = None) -> tuple
                 f"{ds.source} (FALLBACK: idx folder {data_dir!r} not usable: {type(err).__name__})"
             )
     return np.asarray(data.binarize_threshold(x), np.float32), note
+
+
+# --------------------------------------------------------------------------- GEMM bound
+
+
+class Product(NamedTuple):
+    """One ``lax.dot_general`` of the traced program: operand shapes, dtype, dimension numbers."""
+
+    lhs: tuple[int, ...]
+    rhs: tuple[int, ...]
+    dimension_numbers: Any
+    dtype: Any
+
+    def sizes(self) -> tuple[int, int, int, int]:
+        """``(batch, m, k, n)``: a batch of (m x k) @ (k x n), free and contracted sizes multiplied."""
+        (lc, rc), (lb, rb) = self.dimension_numbers
+        size = lambda shape, dims: int(np.prod([shape[d] for d in dims], dtype=np.int64))
+        free = lambda shape, used: [d for d in range(len(shape)) if d not in used]
+        m = size(self.lhs, free(self.lhs, (*lc, *lb)))
+        n = size(self.rhs, free(self.rhs, (*rc, *rb)))
+        return size(self.lhs, lb), m, size(self.lhs, lc), n
+
+    def describe(self) -> str:
+        """``"[batch x] m x k x n"``."""
+        b, m, k, n = self.sizes()
+        return f"{b}x{m}x{k}x{n}" if self.dimension_numbers[1][0] else f"{m}x{k}x{n}"
+
+
+_DOT = re.compile(r"%(\S+) = (\w+)\[([\d,]*)\]\{[^}]*\} dot\(([^)]*)\)(.*)")
+_SHAPE = re.compile(r"%(\S+) = \w+\[([\d,]*)\]")
+_DTYPES = {"f16": jnp.float16, "bf16": jnp.bfloat16, "f32": jnp.float32, "f64": jnp.float64}
+
+
+def _dims(attrs: str, name: str) -> tuple[int, ...]:
+    m = re.search(rf"{name}=\{{([\d,]*)\}}", attrs)
+    return tuple(int(d) for d in m.group(1).split(",") if d) if m else ()
+
+
+def hlo_products(compiled: Any) -> list[Product]:
+    """The matrix-matrix products of a compiled XLA module (batched ones too, unlike
+    :func:`count_matmuls`; matrix-vector products left out): operand shapes and dimension numbers read from the optimised HLO, so products
+    XLA merged or removed as dead code are not there.  A product inside a ``while`` body
+    (a ``lax.scan``) appears once: for a single scan, the products of one iteration (plus any
+    outside the loop)."""
+    text = compiled.as_text()
+    shapes = {
+        m.group(1): tuple(int(d) for d in m.group(2).split(",") if d) for m in _SHAPE.finditer(text)
+    }
+    out = []
+    for m in _DOT.finditer(text):
+        names = [tok.split()[-1].lstrip("%") for tok in m.group(4).split(", ")]
+        attrs = m.group(5)
+        dn = (
+            (_dims(attrs, "lhs_contracting_dims"), _dims(attrs, "rhs_contracting_dims")),
+            (_dims(attrs, "lhs_batch_dims"), _dims(attrs, "rhs_batch_dims")),
+        )
+        p = Product(shapes[names[0]], shapes[names[1]], dn, _DTYPES.get(m.group(2), jnp.float32))
+        if min(p.sizes()[1::2]) > 1:  # m > 1 and n > 1: not a matrix-vector product
+            out.append(p)
+    return out
+
+
+class GemmBound(NamedTuple):
+    """A zero-argument ``go()`` timing the products alone, the compiled program, and what it does."""
+
+    go: Callable[[], Any]
+    compiled: Any
+    products: list[Product]
+    n_iter: int
+
+    def describe(self) -> str:
+        counts = Counter(p.describe() for p in self.products)
+        each = ", ".join(f"{c} x ({s})" for s, c in counts.items())
+        return f"{len(self.products)} products per iteration [{each}] x {self.n_iter} iterations"
+
+    def record(self, bound_s: float, egm_s: float) -> dict[str, Any]:
+        """JSON fields: ``gemm_bound_fraction`` = bound seconds / egm seconds (<= 1 unless
+        noise; 1 would mean egm spends all its time in these products) and what was timed."""
+        return {
+            "gemm_bound_fraction": sig(bound_s / egm_s, 3),
+            "gemm_bound_s": sig(bound_s, 3),
+            "gemm_bound": self.describe() + " (jitted scan, no random draws)",
+            "gemm_bound_products_in_hlo": len(hlo_products(self.compiled)),
+        }
+
+
+def make_gemm_bound(products: Sequence[Product], n_iter: int, seed: int = 0) -> GemmBound:
+    """The GEMM bound of a loop: the same matrix products, alone, in a jitted ``lax.scan`` of
+    ``n_iter`` iterations (no random draws, no other work).
+
+    Operands are fixed random normals passed as arguments (no constant folding).  To keep
+    XLA from hoisting loop-invariant products out of the scan, each iteration adds the
+    scalar carry ``c`` to the smaller operand of every product, and ``c`` takes
+    ``1e-30 * sum(outputs)``: an elementwise pass over one operand and one over each
+    output, both small next to the product itself (O(mk) or O(kn) vs O(mkn)).  Time
+    ``go()`` beside egm's call (e.g. as a contender of :func:`interleaved`); the bound's
+    seconds over egm's are ``gemm_bound_fraction`` (:meth:`GemmBound.record`).
+    """
+    rng = np.random.default_rng(seed)
+    ops = [
+        (
+            jnp.asarray(rng.standard_normal(p.lhs), p.dtype),
+            jnp.asarray(rng.standard_normal(p.rhs), p.dtype),
+        )
+        for p in products
+    ]
+    dns = [p.dimension_numbers for p in products]
+
+    def run(ops):
+        def body(c, _):
+            acc = jnp.zeros((), jnp.float32)
+            for (a, b), dn in zip(ops, dns, strict=True):
+                a, b = (
+                    (a + c.astype(a.dtype), b) if a.size <= b.size else (a, b + c.astype(b.dtype))
+                )
+                acc = acc + jnp.sum(jax.lax.dot_general(a, b, dn), dtype=jnp.float32)
+            return c + 1e-30 * acc, None
+
+        return jax.lax.scan(body, jnp.zeros((), jnp.float32), None, length=n_iter)[0]
+
+    compiled = jax.jit(run).lower(ops).compile()
+    return GemmBound(lambda: jax.block_until_ready(compiled(ops)), compiled, list(products), n_iter)

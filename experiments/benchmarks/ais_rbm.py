@@ -13,6 +13,9 @@ second weight term and the hidden draw; the JSON line reports the products each 
 program really contains).  Both run the same schedule (Salakhutdinov & Murray 2008) on the
 same synthetic RBM and are compiled ahead of time, so no timed call compiles.  Seconds,
 lower is better; ratio = reference / egm.  Target: egm under 20 s.
+``gemm_bound_fraction``: seconds of egm's matrix products alone (those of its compiled
+program, in a jitted scan of one iteration per temperature transition, no random draws;
+timed interleaved with the rest) over egm's seconds.
 """
 
 from __future__ import annotations
@@ -109,6 +112,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     contenders = {
         "egm": lambda: out.__setitem__("egm", jax.block_until_ready(egm_fn(key, params, base_b)))
     }
+    bound = _bench.make_gemm_bound(_bench.hlo_products(compiled["egm"]), K - 1, a.seed)
+    contenders["gemm_bound"] = bound.go
     if not a.no_peer:
         compiled["reference"] = ref_fn.lower(key, params, base_b, betas, C).compile()
         contenders["reference"] = lambda: out.__setitem__(
@@ -124,6 +129,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "egm_ess": round(float(egm_res.ess), 1),
         "egm_runs_s": _bench.runs(times["egm"]),
         "egm_matmuls_in_hlo": _bench.count_matmuls(compiled["egm"]),
+        **bound.record(med["gemm_bound"], med["egm"]),
     }
     if not a.no_peer:
         lz, se, _ = out["reference"]

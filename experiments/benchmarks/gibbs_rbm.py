@@ -8,6 +8,9 @@ Every contender runs the same RBM from the same kind of start (uniform random vi
 for a fixed number of sweeps; compilation and thrml's program build are not timed.
 thrml is far slower per sweep, so it runs fewer sweeps per timed call (the rate is per
 chain-sweep, and each call lasts seconds, so per-call overhead is negligible).
+``gemm_bound_fraction``: seconds of the sweep's two matrix products alone (those of the
+compiled egm run, in a jitted scan of as many sweeps, no random draws; timed interleaved
+with the rest) over egm's seconds.
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     W, b, c = synthetic_rbm(V, H, a.weight_scale, a.seed)
     go_egm, compiled = make_egm_gibbs(W, b, c, C, cfg["n_sweeps"], a.seed)
-    contenders = {"egm": go_egm}
+    bound = _bench.make_gemm_bound(_bench.hlo_products(compiled), cfg["n_sweeps"], a.seed)
+    contenders = {"egm": go_egm, "gemm_bound": bound.go}
     sweeps = {"egm": cfg["n_sweeps"]}
     skipped: dict[str, str] = {}
     if "thrml" in peers:
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         sweeps["dense"] = cfg["n_sweeps"]
 
     times = _bench.interleaved(contenders, cfg["repeats"])
-    rate = {k: C * sweeps[k] / _bench.median(t) for k, t in times.items()}
+    rate = {k: C * sweeps[k] / _bench.median(t) for k, t in times.items() if k in sweeps}
     stat = f"median of {cfg['repeats']} interleaved timed calls (after 1 untimed warm-up)"
     common = {
         "n_chains": C,
@@ -108,6 +112,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "egm_sweeps_per_call": sweeps["egm"],
         "egm_runs_s": _bench.runs(times["egm"]),
         "egm_matmuls_in_hlo": _bench.count_matmuls(compiled),
+        **bound.record(_bench.median(times["gemm_bound"]), _bench.median(times["egm"])),
         "quick": a.quick,
         **env,
     }

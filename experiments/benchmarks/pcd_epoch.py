@@ -9,6 +9,9 @@ egm runs ``estimator="pcd", k=1, centering=False`` with ``sgd`` and ``batch_size
 chains, its whole epoch one jitted ``lax.scan`` over the device-resident data (donated
 state).  A second line times egm's centered variant against the same sklearn runs.
 Seconds per epoch, lower is better; ratio = sklearn / egm (egm's speed-up).
+``gemm_bound_fraction``: the seconds of the epoch's matrix products alone (the products of
+the compiled epoch, in a jitted scan of the same number of updates, no random draws; timed
+interleaved with the rest) over egm's seconds, so 1 would mean nothing but GEMM time.
 """
 
 from __future__ import annotations
@@ -85,6 +88,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         contenders[name], compiled[name] = make_egm_epoch(
             x, H, B, a.learning_rate, centering, a.seed
         )
+    # the GEMM bound of each variant's epoch; variants with the same products share one
+    bounds: dict[str, tuple[str, _bench.GemmBound]] = {}  # variant -> (contender, bound)
+    for name in list(contenders):
+        products = _bench.hlo_products(compiled[name])
+        shared = next((kb for kb in bounds.values() if kb[1].products == products), None)
+        if shared is None:
+            shared = (f"gemm_bound_{name}", _bench.make_gemm_bound(products, N // B, a.seed))
+            contenders[shared[0]] = shared[1].go
+        bounds[name] = shared
     skipped = "--no_peer" if a.no_peer else _bench.peer_available("sklearn")
     if not skipped:
         contenders["sklearn"], sk_info = _peers.make_sklearn_rbm_epoch(
@@ -132,6 +144,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             egm_runs_s=_bench.runs(times[name]),
             egm_examples_per_s=_bench.sig(N / med[name]),
             egm_matmuls_in_hlo=_bench.count_matmuls(compiled[name]),
+            **bounds[name][1].record(med[bounds[name][0]], med[name]),
             **common,
         )
         lines.append(_bench.emit(rec))

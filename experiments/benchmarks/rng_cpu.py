@@ -4,7 +4,8 @@
     python experiments/benchmarks/rng_cpu.py --quick
 
 egm's experiments and benchmarks trace under ``jax.threefry_partitionable(False)`` on CPU
-(``experiments/_common.rng_mode``); this measures why, side by side in one process.
+(``egm.run.driver.rng_mode``, the experiments' ``fast_cpu_rng`` field); this measures why,
+side by side in one process.
 """
 
 from __future__ import annotations

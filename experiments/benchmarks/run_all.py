@@ -25,6 +25,13 @@ thread pools) and never two at once, since they time the same CPU.  The benchmar
   patches, each vs a hand-written dense JAX reference (target >= 0.9x).
 * ``rng_cpu``: uniform draws/s on CPU under JAX's legacy vs default Threefry lowering
   (why egm's experiments use the legacy one on CPU).
+* ``sweep``: 16 RBMs 784x64 (centered PCD-1) and 8 VAEs 784-200-200-50, each member its own
+  seed and learning rate, trained by one vmapped jitted call per epoch vs the same members
+  one after another (target >= 3x), with a check that member i is the i-th sequential run.
+
+Beside its ratio, ``gibbs_rbm``, ``pcd_epoch``, ``ais_rbm`` and ``sweep`` print
+``gemm_bound_fraction``: the seconds of the same matrix products timed alone (a jitted scan
+of the same length, no random draws) over egm's seconds.
 
 Peers (thrml, scikit-learn, torch, pythae) come with ``pip install -e '.[bench]'``; a missing one gives
 a JSON line with ``"skipped"`` instead of a ratio.  Remaining arguments are passed to
@@ -49,6 +56,7 @@ SCRIPTS = (
     "nade",
     "vae_train",
     "grbm_gibbs",
+    "sweep",
 )
 
 

@@ -9,7 +9,8 @@ draw per digit and the closed-form KL, Adam (lr 1e-3), minibatches of ``--batch_
 with dynamic binarization (a fresh Bernoulli draw of each minibatch), in float32.
 
 * egm: ``vae.make_loss(model, "elbo", 1, dynamic_binarization=True)`` with
-  :func:`egm.train.loss_objective`, one epoch = one jitted ``lax.scan`` (donated state).
+  :func:`egm.train.loss_objective` and :func:`egm.train.adam`, one epoch = one jitted
+  ``lax.scan`` (donated state).
 * pythae (``pythae.models.VAE`` with ``reconstruction_loss="bce"`` and encoder/decoder of
   the same layers): pythae's own forward and loss (``model({"data": x}).loss``) in a plain
   PyTorch loop -- shuffled index permutation, ``torch.bernoulli`` binarization,
@@ -32,7 +33,6 @@ import _bench  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
 
 from egm import train  # noqa: E402
 from egm.models import vae  # noqa: E402
@@ -63,7 +63,7 @@ def make_egm_epoch(x, hidden, latent, batch_size, lr, seed):
     model = vae.VAE(x_dim=x.shape[1], latent_dim=latent, hidden=hidden, activation="tanh")
     k_init, k_epochs = jax.random.split(jax.random.key(seed))
     params = vae.init_params(k_init, model)
-    opt = optax.adam(lr)
+    opt = train.adam(lr)  # egm's Adam (injected hyper-parameters, sweepable)
     step = make_step(
         loss_objective(vae.make_loss(model, "elbo", 1, dynamic_binarization=True), has_aux=True),
         opt,

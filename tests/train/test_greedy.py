@@ -1,5 +1,7 @@
 """Greedy layer-wise stacking of RBMs (§20.3): propagation with tied copies, resume, errors."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -134,3 +136,47 @@ def test_bad_arguments_are_rejected():
         pretrain_stack(jax.random.key(0), x, [LayerSpec(4, binarization="fixed")])
     with pytest.raises(DataError):
         pretrain_stack(jax.random.key(0), x * 2.0, [LayerSpec(4, batch_size=16)])
+
+
+def test_layer_phase_step_equals_training_on_the_propagated_data():
+    """Layer 1's phase step (raw batch pushed up through the frozen layer 0 in its aux) is
+    the RBM step on the precomputed σ(c + 2·xW) of layer 0, and a "sample" layer hands on
+    one fixed draw per example index."""
+    from egm.train import greedy
+    from egm.train.rbm_step import rbm_objective
+    from egm.train.state import make_step
+
+    x = _data()
+    specs = _dbm_specs((1, 1))
+    s0 = greedy.init_layer_state(jax.random.key(3), specs, 0, x, [])
+    assert s0.aux.keys.shape[0] == 1 and s0.aux.below == ()
+    s1 = greedy.init_layer_state(jax.random.key(4), specs, 1, x, [s0])
+    assert s1.aux.keys.shape[0] == 2 and s1.params.W.shape == (6, 4)
+    idx = jnp.arange(16)
+    opt = greedy.layer_optimizer(specs[1], N)
+    got, m_got = make_step(greedy.layer_objective(specs, 1), opt)(
+        s1, (x[:16], idx), jax.random.key(9)
+    )
+    h = greedy.infer_up(s0.params, x[:16], 2)
+    ref_state = s1._replace(aux=s1.aux.offsets)
+    want, m_want = make_step(rbm_objective(specs[1].step_config()), opt)(
+        ref_state, h, jax.random.key(9)
+    )
+    np.testing.assert_allclose(got.params.W, want.params.W, atol=1e-6)
+    np.testing.assert_allclose(got.aux.offsets.lam, want.aux.lam, atol=1e-6)
+    # "sample" propagation: binary, the same draw for the same index in any batch
+    sample_specs = [dataclasses.replace(specs[0], propagate="sample"), specs[1]]
+    a = greedy.layer_inputs(s1.aux.below, sample_specs, s1.aux.keys, x[:16], idx)
+    b = greedy.layer_inputs(s1.aux.below, sample_specs, s1.aux.keys, x[8:16], idx[8:])
+    assert set(np.unique(np.asarray(a))) <= {0.0, 1.0}
+    np.testing.assert_array_equal(a[8:], b)
+
+
+def test_greedy_phases_declare_one_phase_per_layer():
+    from egm.train import greedy
+
+    phases = greedy.greedy_phases(None, lambda c: _dbm_specs((2, 3)), prefix="pre")
+    assert [p.name for p in phases] == ["pre0", "pre1"]
+    assert [p.epochs(None) for p in phases] == [2, 3]
+    with pytest.raises(ConfigError, match="needs the 1 layers below"):
+        greedy.init_layer_state(jax.random.key(0), _dbm_specs(), 1, _data(), [])
