@@ -40,34 +40,23 @@ from egm import data, eval, run, train
 from egm.energies import grbm
 from egm.errors import ConfigError
 from egm.run.config import at_least, field, greater_than, one_of
-from egm.run.realvalued import RealDataFields
+from egm.run.realvalued import FETrainingFields
 from egm.samplers.persistent import GRBM_SAMPLERS, grbm_chain, long_chains
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(RealDataFields):
+class Config(FETrainingFields):
     n_hidden: int = field(256, check=at_least(1))
     sampler: str = field("gibbs", check=one_of(*GRBM_SAMPLERS))
     langevin_steps: int = field(10, check=at_least(1), help="Gibbs–Langevin: steps on v per sweep")
     langevin_step_size: float = field(0.1, check=greater_than(0), help="times the mean variance")
     langevin_adjusted: bool = field(True, help="Gibbs–Langevin: Metropolis–Hastings correction")
-    estimator: str = field("pcd", check=one_of(*train.fe_step.ESTIMATORS))
-    k: int = field(1, check=at_least(1))
     learn_variance: bool = True
     min_var: float = field(0.01, check=greater_than(0), help="variance clip (data variance ~1)")
     max_var: float = field(10.0, check=greater_than(0))
-    n_chains: int = field(100, check=at_least(1))
-    batch_size: int = field(100, check=at_least(1))
-    epochs: int = field(30, check=at_least(1))
-    learning_rate: float = field(1e-3, check=greater_than(0), sweep=True)
     lr_decay: bool = field(True, help="linear decay to 0 over the run")
-    grad_clip: float = field(10.0, check=greater_than(0))
     ais_chains: int = field(100, check=at_least(2), eval_only=True)
     ais_temps: int = field(10_000, check=at_least(3), eval_only=True)
-    n_samples: int = field(64, check=at_least(1), eval_only=True)
-    sample_steps: int = field(1000, check=at_least(1), eval_only=True)
-    denoise_std: float = field(0.1, check=greater_than(0), eval_only=True)
-    denoise_n: int = field(1000, check=at_least(1), eval_only=True)
     workdir: str = field("runs/grbm_patches", eval_only=True)
 
     def check(self) -> None:
@@ -120,17 +109,11 @@ def init_params(cfg: Config, d: data.RealData, key) -> grbm.GRBMParams:
     return grbm.init(key, z.shape[1], cfg.n_hidden, data_mean=z.mean(0), data_std=z.std(0))
 
 
-def optimizer(cfg: Config, d: data.RealData):
-    decay = train.linear_decay(cfg.epochs * (len(d.z_train) // cfg.batch_size))
-    return train.adam(cfg.learning_rate, grad_clip=cfg.grad_clip,
-                      lr_multiplier=decay if cfg.lr_decay else None)  # fmt: skip
-
-
 def init(cfg: Config, d: data.RealData, key, done) -> train.TrainState:
     k_params, k_chains, k_rows = jax.random.split(key, 3)
     v0 = jnp.asarray(d.z_train)[jax.random.choice(k_rows, len(d.z_train), (cfg.n_chains,))]
     params = init_params(cfg, d, k_params)
-    return train.init_fe_state(k_chains, params, optimizer(cfg, d), chain(cfg), v0)
+    return train.init_fe_state(k_chains, params, cfg.optimizer(len(d.z_train)), chain(cfg), v0)
 
 
 def step(cfg: Config, d: data.RealData, done):
@@ -139,7 +122,7 @@ def step(cfg: Config, d: data.RealData, done):
         fixed = init_params(cfg, d, jax.random.key(0)).log_beta
         project = lambda p: p._replace(log_beta=fixed)
     fe_cfg = train.FEStepConfig(cfg.estimator, cfg.k)
-    return train.make_fe_step(grbm.free_energy, chain(cfg), optimizer(cfg, d), fe_cfg,
+    return train.make_fe_step(grbm.free_energy, chain(cfg), cfg.optimizer(len(d.z_train)), fe_cfg,
                               project=project)  # fmt: skip
 
 

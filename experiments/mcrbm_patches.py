@@ -54,14 +54,14 @@ import numpy as np
 from egm import data, eval, run, train
 from egm.energies import _factored, mcrbm
 from egm.errors import ConfigError
-from egm.run.config import at_least, field, greater_than, in_range, one_of
-from egm.run.realvalued import RealDataFields
+from egm.run.config import at_least, field, greater_than, one_of
+from egm.run.realvalued import HMCFields
 from egm.samplers import gibbs_chain
 from egm.samplers.persistent import hmc_chain, long_chains
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(RealDataFields):
+class Config(HMCFields):
     data_scale: float = field(1.0, check=greater_than(0), help="whitened patches times this")
     n_factors: int = field(64, check=at_least(1))
     n_cov: int = field(64, check=at_least(1))
@@ -76,23 +76,8 @@ class Config(RealDataFields):
     b_m_init: float = -2.0
     w_scale: float = field(0.05, check=greater_than(0))
     sampler: str = field("hmc", check=one_of("hmc", "gibbs"), help="gibbs: no input normalisation")
-    hmc_leapfrog: int = field(20, check=at_least(1))
-    hmc_step_size: float = field(0.05, check=greater_than(0), help="initial, then adapted")
-    hmc_target_accept: float = field(0.9, check=in_range(0, 1, closed_low=False, closed_high=False))
-    estimator: str = field("pcd", check=one_of(*train.fe_step.ESTIMATORS))
-    k: int = field(1, check=at_least(1))
-    n_chains: int = field(100, check=at_least(1))
-    batch_size: int = field(100, check=at_least(1))
     epochs: int = field(40, check=at_least(1))
     learning_rate: float = field(3e-4, check=greater_than(0), sweep=True)
-    lr_decay: bool = field(False, help="linear decay to 0 (the recorded full run: constant)")
-    grad_clip: float = field(10.0, check=greater_than(0))
-    eval_size: int = field(1000, check=at_least(1), eval_only=True)
-    n_samples: int = field(64, check=at_least(1), eval_only=True)
-    sample_steps: int = field(1000, check=at_least(1), eval_only=True)
-    denoise_std: float = field(0.1, check=greater_than(0), eval_only=True)
-    denoise_n: int = field(1000, check=at_least(1), eval_only=True)
-    denoise_every: int = field(5, check=at_least(0), eval_only=True, help="validation; 0: never")
     workdir: str = field("runs/mcrbm_patches", eval_only=True)
 
     def check(self) -> None:
@@ -133,12 +118,6 @@ def free_energy(cfg: Config):
     return functools.partial(mcrbm.free_energy, normalize_input=cfg.normalize_input, eps=cfg.norm_eps)  # fmt: skip
 
 
-def optimizer(cfg: Config, d: data.RealData):
-    decay = train.linear_decay(cfg.epochs * (len(d.z_train) // cfg.batch_size))
-    return train.adam(cfg.learning_rate, grad_clip=cfg.grad_clip,
-                      lr_multiplier=decay if cfg.lr_decay else None)  # fmt: skip
-
-
 def init(cfg: Config, d: data.RealData, key, done) -> train.TrainState:
     k_params, k_chains, k_rows = jax.random.split(key, 3)
     v0 = jnp.asarray(d.z_train)[jax.random.choice(k_rows, len(d.z_train), (cfg.n_chains,))]
@@ -146,7 +125,7 @@ def init(cfg: Config, d: data.RealData, key, done) -> train.TrainState:
         k_params, d.z_train.shape[1], cfg.n_factors, cfg.n_cov, cfg.n_mean, pooling=cfg.pooling,
         c_norm=cfg.c_init_norm, w_scale=cfg.w_scale, b_c=cfg.b_c_init, b_m=cfg.b_m_init,
     )  # fmt: skip
-    return train.init_fe_state(k_chains, params, optimizer(cfg, d), chain(cfg), v0)
+    return train.init_fe_state(k_chains, params, cfg.optimizer(len(d.z_train)), chain(cfg), v0)
 
 
 def step(cfg: Config, d: data.RealData, done):
@@ -157,7 +136,7 @@ def step(cfg: Config, d: data.RealData, done):
         return p if cfg.learn_pooling else p._replace(P=P0)
 
     fe_cfg = train.FEStepConfig(cfg.estimator, cfg.k)
-    return train.make_fe_step(free_energy(cfg), chain(cfg), optimizer(cfg, d), fe_cfg, project=project)  # fmt: skip
+    return train.make_fe_step(free_energy(cfg), chain(cfg), cfg.optimizer(len(d.z_train)), fe_cfg, project=project)  # fmt: skip
 
 
 def cov_hidden_on(cfg: Config, params, z) -> float:

@@ -50,14 +50,14 @@ import numpy as np
 from egm import data, eval, run, train
 from egm.energies import _factored, mpot
 from egm.errors import ConfigError
-from egm.run.config import at_least, field, greater_than, in_range, one_of
-from egm.run.realvalued import RealDataFields
+from egm.run.config import at_least, field, greater_than, one_of
+from egm.run.realvalued import HMCFields
 from egm.samplers import gibbs_chain
 from egm.samplers.persistent import hmc_chain, long_chains
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(RealDataFields):
+class Config(HMCFields):
     data_scale: float = field(1.0, check=greater_than(0), help="whitened patches times this")
     n_factors: int = field(64, check=at_least(1))
     n_cov: int = field(64, check=at_least(1))
@@ -72,23 +72,7 @@ class Config(RealDataFields):
     b_m_init: float = -2.0
     w_scale: float = field(0.05, check=greater_than(0))
     sampler: str = field("gibbs", check=one_of("gibbs", "hmc"))
-    hmc_leapfrog: int = field(20, check=at_least(1))
-    hmc_step_size: float = field(0.05, check=greater_than(0), help="initial, then adapted")
-    hmc_target_accept: float = field(0.9, check=in_range(0, 1, closed_low=False, closed_high=False))
-    estimator: str = field("pcd", check=one_of(*train.fe_step.ESTIMATORS))
-    k: int = field(1, check=at_least(1))
-    n_chains: int = field(100, check=at_least(1))
-    batch_size: int = field(100, check=at_least(1))
     epochs: int = field(20, check=at_least(1))
-    learning_rate: float = field(1e-3, check=greater_than(0), sweep=True)
-    lr_decay: bool = field(False, help="linear decay to 0 (the recorded full run: constant)")
-    grad_clip: float = field(10.0, check=greater_than(0))
-    eval_size: int = field(1000, check=at_least(1), eval_only=True)
-    n_samples: int = field(64, check=at_least(1), eval_only=True)
-    sample_steps: int = field(1000, check=at_least(1), eval_only=True)
-    denoise_std: float = field(0.1, check=greater_than(0), eval_only=True)
-    denoise_n: int = field(1000, check=at_least(1), eval_only=True)
-    denoise_every: int = field(5, check=at_least(0), eval_only=True, help="validation; 0: never")
     workdir: str = field("runs/mpot_patches", eval_only=True)
 
     def check(self) -> None:
@@ -121,12 +105,6 @@ def chain(cfg: Config, step_size: float | None = None):
                      None if step_size else cfg.hmc_target_accept)  # fmt: skip
 
 
-def optimizer(cfg: Config, d: data.RealData):
-    decay = train.linear_decay(cfg.epochs * (len(d.z_train) // cfg.batch_size))
-    return train.adam(cfg.learning_rate, grad_clip=cfg.grad_clip,
-                      lr_multiplier=decay if cfg.lr_decay else None)  # fmt: skip
-
-
 def init(cfg: Config, d: data.RealData, key, done) -> train.TrainState:
     k_params, k_chains, k_rows = jax.random.split(key, 3)
     v0 = jnp.asarray(d.z_train)[jax.random.choice(k_rows, len(d.z_train), (cfg.n_chains,))]
@@ -134,7 +112,7 @@ def init(cfg: Config, d: data.RealData, key, done) -> train.TrainState:
         k_params, d.z_train.shape[1], cfg.n_factors, cfg.n_cov, cfg.n_mean, pooling=cfg.pooling,
         c_norm=cfg.c_init_norm, gamma=cfg.gamma_init, w_scale=cfg.w_scale, b_m=cfg.b_m_init,
     )  # fmt: skip
-    return train.init_fe_state(k_chains, params, optimizer(cfg, d), chain(cfg), v0)
+    return train.init_fe_state(k_chains, params, cfg.optimizer(len(d.z_train)), chain(cfg), v0)
 
 
 def step(cfg: Config, d: data.RealData, done):
@@ -147,7 +125,7 @@ def step(cfg: Config, d: data.RealData, done):
         return p if cfg.learn_gamma else p._replace(gamma=gamma0)
 
     fe_cfg = train.FEStepConfig(cfg.estimator, cfg.k)
-    return train.make_fe_step(mpot.free_energy, chain(cfg), optimizer(cfg, d), fe_cfg, project=project)  # fmt: skip
+    return train.make_fe_step(mpot.free_energy, chain(cfg), cfg.optimizer(len(d.z_train)), fe_cfg, project=project)  # fmt: skip
 
 
 def monitor(cfg: Config, d: data.RealData, state, key, epoch: int) -> dict:

@@ -45,14 +45,14 @@ import numpy as np
 
 from egm import data, eval, run, train
 from egm.energies import ssrbm
-from egm.run.config import at_least, field, greater_than, one_of
-from egm.run.realvalued import RealDataFields
+from egm.run.config import at_least, field, greater_than
+from egm.run.realvalued import FETrainingFields
 from egm.samplers import gibbs_chain
 from egm.samplers.persistent import long_chains
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(RealDataFields):
+class Config(FETrainingFields):
     n_hidden: int = field(256, check=at_least(1))
     w_scale: float = field(0.01, check=greater_than(0), help="egm.energies.ssrbm.init")
     b_init: float = 0.0
@@ -61,19 +61,8 @@ class Config(RealDataFields):
     phi_init: float = field(0.01, check=greater_than(0))
     proper_margin: float = field(0.05, check=greater_than(0))
     learn_lambda: bool = field(True, help="False: Λ stays at 1 / data variance (init)")
-    estimator: str = field("pcd", check=one_of(*train.fe_step.ESTIMATORS))
-    k: int = field(1, check=at_least(1))
-    n_chains: int = field(100, check=at_least(1))
-    batch_size: int = field(100, check=at_least(1))
-    epochs: int = field(30, check=at_least(1))
     learning_rate: float = field(3e-4, check=greater_than(0), sweep=True,
                                  help="1e-3: |∇| grows, Λ collapses, worse figures")  # fmt: skip
-    lr_decay: bool = field(False, help="linear decay to 0 over the run")
-    grad_clip: float = field(10.0, check=greater_than(0))
-    n_samples: int = field(64, check=at_least(1), eval_only=True)
-    sample_steps: int = field(1000, check=at_least(1), eval_only=True)
-    denoise_std: float = field(0.1, check=greater_than(0), eval_only=True)
-    denoise_n: int = field(1000, check=at_least(1), eval_only=True)
     denoise_steps: int = field(300, check=at_least(1), eval_only=True, help="MAP: gradient steps")
     denoise_sweeps: int = field(200, check=at_least(5), eval_only=True,
                                 help="posterior mean: Gibbs sweeps (the first fifth discarded)")  # fmt: skip
@@ -103,17 +92,11 @@ def init_params(cfg: Config, d: data.RealData, key) -> ssrbm.SSRBMParams:
     )  # fmt: skip
 
 
-def optimizer(cfg: Config, d: data.RealData):
-    decay = train.linear_decay(cfg.epochs * (len(d.z_train) // cfg.batch_size))
-    return train.adam(cfg.learning_rate, grad_clip=cfg.grad_clip,
-                      lr_multiplier=decay if cfg.lr_decay else None)  # fmt: skip
-
-
 def init(cfg: Config, d: data.RealData, key, done) -> train.TrainState:
     k_params, k_chains, k_rows = jax.random.split(key, 3)
     v0 = jnp.asarray(d.z_train)[jax.random.choice(k_rows, len(d.z_train), (cfg.n_chains,))]
     return train.init_fe_state(
-        k_chains, init_params(cfg, d, k_params), optimizer(cfg, d), CHAIN, v0
+        k_chains, init_params(cfg, d, k_params), cfg.optimizer(len(d.z_train)), CHAIN, v0
     )
 
 
@@ -125,7 +108,9 @@ def step(cfg: Config, d: data.RealData, done):
         return ssrbm.project(p, margin=cfg.proper_margin)
 
     fe_cfg = train.FEStepConfig(cfg.estimator, cfg.k)
-    return train.make_fe_step(ssrbm.free_energy, CHAIN, optimizer(cfg, d), fe_cfg, project=project)
+    return train.make_fe_step(
+        ssrbm.free_energy, CHAIN, cfg.optimizer(len(d.z_train)), fe_cfg, project=project
+    )
 
 
 def monitor(cfg: Config, d: data.RealData, state, key, epoch: int) -> dict:

@@ -11,9 +11,9 @@ import dataclasses
 from egm.data.realvalued import REAL_DATASETS, RealData, load_real_data, real_sources
 from egm.data.whitening import WHITENING_KINDS
 from egm.errors import ConfigError
-from egm.run.config import RunFields, at_least, field, one_of
+from egm.run.config import RunFields, at_least, field, greater_than, in_range, one_of
 
-__all__ = ["RealDataFields"]
+__all__ = ["FETrainingFields", "HMCFields", "RealDataFields"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,3 +55,43 @@ class RealDataFields(RunFields):
             patch_size=self.patch_size, whitening=self.whitening, whiten_eps=self.whiten_eps,
             seed=self.data_seed, data_dir=self.data_dir, scale=scale, n_valid=n_valid,
         )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class FETrainingFields(RealDataFields):
+    """CD/PCD training of a free-energy model (:func:`egm.train.make_fe_step`) with Adam and a
+    global-norm clip, and the evaluation sizes the real-valued experiments share.  An
+    experiment redeclares a field to change its default."""
+
+    estimator: str = field("pcd", check=one_of("pcd", "cd"))
+    k: int = field(1, check=at_least(1), help="sampler steps per update")
+    n_chains: int = field(100, check=at_least(1))
+    batch_size: int = field(100, check=at_least(1))
+    epochs: int = field(30, check=at_least(1))
+    learning_rate: float = field(1e-3, check=greater_than(0), sweep=True)
+    lr_decay: bool = field(False, help="linear decay to 0 over the run")
+    grad_clip: float = field(10.0, check=greater_than(0))
+    eval_size: int = field(1000, check=at_least(1), eval_only=True)
+    n_samples: int = field(64, check=at_least(1), eval_only=True)
+    sample_steps: int = field(1000, check=at_least(1), eval_only=True)
+    denoise_std: float = field(0.1, check=greater_than(0), eval_only=True)
+    denoise_n: int = field(1000, check=at_least(1), eval_only=True)
+
+    def optimizer(self, n_train: int):
+        """Adam with the global-norm clip and, with ``lr_decay``, a linear decay to 0 over the
+        run (injected hyper-parameters: sweepable)."""
+        from egm import train
+
+        steps = self.epochs * (n_train // self.batch_size)
+        decay = train.linear_decay(steps) if self.lr_decay else None
+        return train.adam(self.learning_rate, grad_clip=self.grad_clip, lr_multiplier=decay)
+
+
+@dataclasses.dataclass(frozen=True)
+class HMCFields(FETrainingFields):
+    """HMC on the free energy with a per-chain adapted step size, and validation denoising."""
+
+    hmc_leapfrog: int = field(20, check=at_least(1))
+    hmc_step_size: float = field(0.05, check=greater_than(0), help="initial, then adapted")
+    hmc_target_accept: float = field(0.9, check=in_range(0, 1, closed_low=False, closed_high=False))
+    denoise_every: int = field(5, check=at_least(0), eval_only=True, help="validation; 0: never")

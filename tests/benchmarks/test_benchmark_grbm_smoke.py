@@ -7,12 +7,14 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from _stats import Z, clt_z
 
 from egm.energies import grbm, mcrbm
 from egm.samplers import hmc
 
 
+@pytest.mark.slow  # heavy; the default suite must fit CI (BUILD_NOTES, issue 11)
 def test_grbm_gibbs_benchmark_quick(run_quick):
     lines = run_quick("grbm_gibbs")
     assert len(lines) == 2
@@ -43,6 +45,7 @@ def test_dense_grbm_sweep_samples_the_gibbs_conditionals(load_bench):
     assert np.max(clt_z((v1 - mean) ** 2, var)) < Z
 
 
+@pytest.mark.slow  # heavy; the default suite must fit CI (BUILD_NOTES, issue 11)
 def test_dense_mcrbm_free_energy_and_hmc_match_egm(load_bench):
     """The dense free energy is mcrbm.free_energy (normalised input) row by row (float32
     round-off), and one dense HMC step has egm's acceptance probability: from the same

@@ -10,7 +10,11 @@ import pytest
 
 
 @pytest.mark.parametrize(
-    ("model", "bench", "n"), [("rbm", "sweep_rbm_3x784x8", 3), ("vae", "sweep_vae_2x784-8-2", 2)]
+    ("model", "bench", "n"),
+    [
+        ("rbm", "sweep_rbm_3x784x8", 3),
+        pytest.param("vae", "sweep_vae_2x784-8-2", 2, marks=pytest.mark.slow),
+    ],
 )
 def test_sweep_quick(run_quick, model, bench, n):
     (rec,) = run_quick("sweep", "--models", model)

@@ -364,6 +364,7 @@ def test_architectures_shapes_and_finite_gradients(kwargs):
     assert smp.shape == (5, 64) and np.all(np.isfinite(np.asarray(smp)))
 
 
+@pytest.mark.slow  # heavy; the default suite must fit CI (BUILD_NOTES, issue 11)
 def test_conv_networks_shapes():
     """Conv encoder/decoder (stride-2 convolutions, mirrored transposed convolutions): output
     shapes for a batch and for one example, and the two-channel (mean, log-scale) output of a

@@ -111,7 +111,10 @@ def test_closed_form_map_matches_explicit_formula_and_the_langevin_steps():
 
 @pytest.mark.parametrize(
     ("adjusted", "step", "n_langevin", "schedule"),
-    [(True, 1.0, 10, "cosine"), (False, 0.02, 10, "constant")],
+    [
+        (True, 1.0, 10, "cosine"),
+        pytest.param(False, 0.02, 10, "constant", marks=pytest.mark.slow),
+    ],
 )
 def test_chains_reach_the_exact_moments(adjusted, step, n_langevin, schedule):
     """20000 independent chains from v ~ N(0, I), h ~ P(h | v); 150 steps; final states.

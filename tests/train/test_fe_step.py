@@ -74,6 +74,7 @@ def test_pcd_gradient_is_the_exact_gradient_when_chains_are_exact(kind):
     assert np.max(z_stale) > Z
 
 
+@pytest.mark.slow  # heavy; the default suite must fit CI (BUILD_NOTES, issue 11)
 def test_training_raises_the_exact_log_likelihood():
     """PCD (and CD-5) on data from a 'teacher' GRBM raise the exact held-out log-likelihood
     of a student started from small weights by a margin (measured: > 0.3 nats/example;

@@ -91,6 +91,7 @@ class _Killed(Exception):
     pass
 
 
+@pytest.mark.slow  # heavy; the default suite must fit CI (BUILD_NOTES, issue 11)
 def test_killed_stack_resumes_to_the_same_parameters(tmp_path):
     """Kill during layer 1 (in its epoch 1, after epoch 0's checkpoint), restart with the same arguments: the finished
     layer 0 is restored, layer 1 resumes from its checkpoint, and the final parameters equal an

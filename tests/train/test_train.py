@@ -31,6 +31,7 @@ def _assert_trees_close(a, b, **kw):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), **kw)
 
 
+@pytest.mark.slow  # heavy; the default suite must fit CI (BUILD_NOTES, issue 11)
 def test_sweep_of_n_equals_n_separate_runs():
     """Members differ in seed (init, chains, epoch keys), learning rate, momentum, weight decay."""
     hps = [(0.05, 0.0, 0.0), (0.02, 0.5, 1e-3), (0.1, 0.9, 1e-2)]

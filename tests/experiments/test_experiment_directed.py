@@ -166,6 +166,7 @@ def test_nade_rejects_bad_config(tmp_path):
 # ------------------------------------------------------------------------ estimator_variance
 
 
+@pytest.mark.slow  # heavy; the default suite must fit CI (BUILD_NOTES, issue 11)
 def test_estimator_variance_tiny_has_no_training_phase(tmp_path):
     wd = tmp_path / "ev"
     res = run.run(EV.EXPERIMENT, tiny("estimator_variance", wd, taus="1.0"))

@@ -49,7 +49,10 @@ def test_tiny_writes_everything_and_resumes(tmp_path):
     [
         {"estimator": "cd", "k": 3, "centering": False},
         {"binarization": "dynamic"},
-        {"binarization": "threshold", "batch_size": 50, "n_chains": 20},
+        pytest.param(
+            {"binarization": "threshold", "batch_size": 50, "n_chains": 20},
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_other_paths(tmp_path, extra):
@@ -58,18 +61,18 @@ def test_other_paths(tmp_path, extra):
 
 
 def test_sweep_equals_separate_runs(tmp_path):
-    """A vmapped sweep over seeds and learning rates trains the same models as separate runs.
+    """A vmapped sweep over learning rates trains the same models as separate runs.
     Tolerance: vmap batches the same float32 ops (the products become batched GEMMs whose
     summation order may differ), measured max |difference| of log Z ~1e-4 after 3 epochs;
     5e-3 nats leaves room while a wrong member (another seed or lr) moves it by > 1 nat."""
     cfg = tiny("rbm_mnist", tmp_path / "sweep", ais_temps=100)
-    sweep = {"seed": (0, 1), "learning_rate": (0.01, 0.03)}
-    res = run.run(RBM.EXPERIMENT, cfg, sweep)
-    assert len(res["members"]) == 4
+    sweep = {"learning_rate": (0.01, 0.03)}
+    res = run.run(RBM.EXPERIMENT, dataclasses.replace(cfg, seed=1), sweep)
+    assert len(res["members"]) == 2
     s = res["summary"]["test_loglik"]
-    assert len(s["values"]) == 4 and s["sd"] > 0
+    assert len(s["values"]) == 2 and s["sd"] > 0
     for i, m in enumerate(res["members"]):
-        one = dataclasses.replace(cfg, workdir=str(tmp_path / f"m{i}"), **m["overrides"])
+        one = dataclasses.replace(cfg, seed=1, workdir=str(tmp_path / f"m{i}"), **m["overrides"])
         alone = run.run(RBM.EXPERIMENT, one)
         assert m["log_z_forward"] == pytest.approx(alone["log_z_forward"], abs=5e-3)
 
@@ -110,7 +113,8 @@ def test_killed_run_resumes_with_nothing_lost(tmp_path):
     checkpoint and ends with exactly the parameters of an uninterrupted run (compared through
     the deterministic AIS log Z and train log-likelihood of the final model)."""
     args = [sys.executable, str(EXPERIMENTS / "rbm_mnist.py"), "--config", "tiny",
-            "--epochs", "60", "--eval_every", "1000", "--checkpoint_every", "1"]  # fmt: skip
+            "--epochs", "30", "--eval_every", "1000", "--checkpoint_every", "1",
+            "--ais_temps", "50", "--sample_sweeps", "5"]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     killed = tmp_path / "killed"
     proc = subprocess.Popen([*args, "--workdir", str(killed)], env=env, stderr=subprocess.DEVNULL)
@@ -135,7 +139,7 @@ def test_killed_run_resumes_with_nothing_lost(tmp_path):
     assert a["log_z_forward"] == b["log_z_forward"]
     assert a["train_loglik_nats"] == b["train_loglik_nats"]
     epochs = [json.loads(x)["epoch"] for x in (killed / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == list(range(60))
+    assert epochs == list(range(30))
 
 
 def test_readme_quick_start_runs():

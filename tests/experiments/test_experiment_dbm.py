@@ -23,6 +23,7 @@ def _phases(wd):
     return [(r["phase"], r["epoch"]) for r in recs]
 
 
+@pytest.mark.slow  # heavy; the default suite must fit CI (BUILD_NOTES, issue 11)
 def test_dbm_mnist_pretrained_tiny_records_and_resume(tmp_path):
     """Greedy phases pretrain0/1, joint, finetune; then a run killed during joint training
     (its last checkpoint and the fine-tuning deleted) resumes to the same figures."""
@@ -67,6 +68,7 @@ def test_dbm_mnist_rejects_bad_config(tmp_path):
         run.parse_args(exp.PRESETS, ["--config", "tiny", "--sweep", "n_h1=4,8"])
 
 
+@pytest.mark.slow  # heavy; the default suite must fit CI (BUILD_NOTES, issue 11)
 def test_dbm_mnist_seed_sweep_equals_separate_runs(tmp_path):
     """A vmapped sweep of 2 seeds (both greedy layers, joint PCD and fine-tuning on the
     sweep axis, each member pushing its data through its own frozen layers) ends with the
