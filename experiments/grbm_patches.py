@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -146,8 +145,11 @@ def evaluate(cfg: Config, d: data.RealData, done, key) -> dict:
             "data": f"{d.source}, {d.protocol}", "n_train": len(d.z_train), "n_test": len(d.z_test)}  # fmt: skip
 
 
+def files(cfg: Config, d: data.RealData, done, path) -> None:
+    data.save_whitening(path / "whitening.npz", d.whitening)  # kept with the run
+
+
 def pictures(cfg: Config, d: data.RealData, done, key) -> dict:
-    data.save_whitening(Path(cfg.workdir) / "whitening.npz", d.whitening)  # kept with the run
     params = done["train"].params
     _, final = long_chains(key, chain(cfg), params, d.z_train, cfg.n_samples, cfg.sample_steps)
     shown = (jax.vmap(grbm.visible_mean, (None, 0))(params, final.h)
@@ -180,7 +182,7 @@ def phases(cfg: Config) -> list[run.Phase]:
 
 EXPERIMENT = run.Experiment(
     name="grbm_patches", presets=PRESETS, load=lambda cfg: cfg.load_data(), phases=phases,
-    evaluate=evaluate, pictures=pictures, describe=describe,
+    evaluate=evaluate, pictures=pictures, files=files, describe=describe,
     divergence_hint=lambda c: f"(learning_rate={c.learning_rate}, grad_clip={c.grad_clip}; "
     f"lower the learning rate)",
 )  # fmt: skip

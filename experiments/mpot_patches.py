@@ -41,7 +41,6 @@ curve over 10 epochs.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -159,10 +158,14 @@ def evaluate(cfg: Config, d: data.RealData, done, key) -> dict:
             "data": f"{d.source}, {d.protocol}", "n_train": len(d.z_train), "n_test": len(d.z_test)}  # fmt: skip
 
 
+def files(cfg: Config, d: data.RealData, done, path) -> None:
+    data.save_whitening(path / "whitening.npz", d.whitening)  # kept with the run
+    params = done["train"].params
+    np.savez(path / "params.npz", **{k: np.asarray(v) for k, v in params._asdict().items()})
+
+
 def pictures(cfg: Config, d: data.RealData, done, key) -> dict:
-    wd, params, step_size = Path(cfg.workdir), done["train"].params, median_step(cfg, done["train"])
-    data.save_whitening(wd / "whitening.npz", d.whitening)  # kept with the run
-    np.savez(wd / "params.npz", **{k: np.asarray(v) for k, v in params._asdict().items()})
+    params, step_size = done["train"].params, median_step(cfg, done["train"])
     samples, _ = long_chains(key, chain(cfg, step_size), params, d.z_train, cfg.n_samples, cfg.sample_steps)  # fmt: skip
     what = f"HMC steps (step {step_size:.3g})" if step_size else "Gibbs sweeps"
     return {"samples.png": (eval.patch_grid(samples, d.whitening, d.image_shape),
@@ -191,7 +194,7 @@ def phases(cfg: Config) -> list[run.Phase]:
 
 
 EXPERIMENT = run.Experiment(
-    name="mpot_patches", presets=PRESETS, phases=phases, evaluate=evaluate, pictures=pictures,
+    name="mpot_patches", presets=PRESETS, phases=phases, evaluate=evaluate, pictures=pictures, files=files,
     load=lambda c: c.load_data(scale=c.data_scale, n_valid=c.eval_size if c.denoise_every else 0),
     describe=describe,
     divergence_hint=lambda c: f"(learning_rate={c.learning_rate}, grad_clip={c.grad_clip})",

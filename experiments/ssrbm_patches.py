@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -141,8 +140,11 @@ def evaluate(cfg: Config, d: data.RealData, done, key) -> dict:
             "data": f"{d.source}, {d.protocol}", "n_train": len(d.z_train), "n_test": len(d.z_test)}  # fmt: skip
 
 
+def files(cfg: Config, d: data.RealData, done, path) -> None:
+    data.save_whitening(path / "whitening.npz", d.whitening)  # kept with the run
+
+
 def pictures(cfg: Config, d: data.RealData, done, key) -> dict:
-    data.save_whitening(Path(cfg.workdir) / "whitening.npz", d.whitening)  # kept with the run
     params = done["train"].params
     _, final = long_chains(key, CHAIN, params, d.z_train, cfg.n_samples, cfg.sample_steps)
     shown = jax.vmap(ssrbm.visible_mean, (None, 0, 0))(params, final.s, final.h)
@@ -165,7 +167,7 @@ def describe(cfg: Config) -> dict:
 EXPERIMENT = run.Experiment(
     name="ssrbm_patches", presets=PRESETS, load=lambda cfg: cfg.load_data(),
     phases=lambda cfg: [run.Phase("train", init, step, monitor=monitor)],
-    evaluate=evaluate, pictures=pictures, describe=describe,
+    evaluate=evaluate, pictures=pictures, files=files, describe=describe,
     divergence_hint=lambda c: f"(learning_rate={c.learning_rate}, grad_clip={c.grad_clip})",
 )  # fmt: skip
 

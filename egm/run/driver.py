@@ -81,7 +81,9 @@ class Experiment:
     ``load(cfg) -> data`` (any object; phases read it); ``phases(cfg) -> [Phase]``;
     ``evaluate(cfg, data, done, key) -> dict`` of one member's results (floats, strings,
     :class:`egm.eval.LogLikelihood` records...); ``pictures(cfg, data, done, key) ->
-    {file name: (image in [0, 1], title)}`` for the first member; ``describe(cfg) -> dict``
+    {file name: (image in [0, 1], title)}`` for the first member; ``files(cfg, data, done, path)``
+    writes other run files into the work directory ``path`` (a stored whitening, exported
+    parameters), for the first member; ``describe(cfg) -> dict``
     of strings (model, training) stored with the results.  ``explode_factor``: a run whose
     parameter norm grows past this factor of its initial norm (or a metric past
     ``explode_factor`` times its first-epoch size) is stopped as diverged.
@@ -93,6 +95,7 @@ class Experiment:
     phases: Callable[[Any], Sequence[Phase]]
     evaluate: Callable[..., dict]
     pictures: Callable[..., dict] | None = None
+    files: Callable[..., None] | None = None
     describe: Callable[[Any], dict] | None = None
     explode_factor: float = 1e3
     divergence_hint: Callable[[Any], str] = lambda cfg: ""
@@ -215,6 +218,8 @@ class _Run:
                 self.members[0], data, done[0], self.keys[0]["pics"]
             ).items():
                 self.wd.save_png(name, image, title)
+        if exp.files is not None:
+            exp.files(self.members[0], data, done[0], self.wd.path)
         results = self.results(per_member, train_s, eval_s)
         self.wd.write_json("results.json", results)
         for line in _summary_lines(results):
