@@ -1,9 +1,5 @@
 import os
-import sys
 import tempfile
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Insurance against a jaxlib CPU deadlock seen twice this project (BUILD_NOTES.md, issue 4):
 # batched Cholesky / triangular solves running concurrently inside a lax.scan on a 2-thread

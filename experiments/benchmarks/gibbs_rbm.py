@@ -15,11 +15,6 @@ with the rest) over egm's seconds.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import _bench  # noqa: E402
 import _peers  # noqa: E402
 import jax  # noqa: E402

@@ -23,10 +23,6 @@ HMC line reports both samplers' mean acceptance for context.  Compilation is not
 from __future__ import annotations
 
 import functools
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _bench  # noqa: E402
 import jax  # noqa: E402

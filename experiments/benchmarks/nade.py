@@ -16,11 +16,6 @@ training epoch (lower is better, ratio = peer / egm).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import _bench  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -16,11 +16,6 @@ interleaved with the rest) over egm's seconds, so 1 would mean nothing but GEMM 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import _bench  # noqa: E402
 import _peers  # noqa: E402
 import jax  # noqa: E402

@@ -10,11 +10,6 @@ side by side in one process.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import _bench  # noqa: E402
 import jax  # noqa: E402
 

@@ -39,9 +39,6 @@ in a jitted scan of as many updates with no random draws, over the vmapped secon
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _bench  # noqa: E402
 import jax  # noqa: E402

@@ -25,9 +25,6 @@ same architecture and loss (``--peer torch``) is the peer instead.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _bench  # noqa: E402
 import jax  # noqa: E402

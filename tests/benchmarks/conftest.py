@@ -17,8 +17,8 @@ KEYS = {"bench", "egm", "peer", "peer_value", "ratio", "unit", "stat", "target",
 
 def _load(name: str):
     """Import ``experiments/benchmarks/<name>.py`` once, under a private module name."""
-    if str(BENCH_DIR) not in sys.path:
-        sys.path.insert(0, str(BENCH_DIR))  # the scripts import their _bench and _peers
+    # the scripts import their _bench and _peers: experiments/benchmarks is on pytest's
+    # pythonpath (pyproject.toml), as a script's own folder is when it runs
     mod_name = f"egm_bench_{name}"
     if mod_name not in sys.modules:
         spec = importlib.util.spec_from_file_location(mod_name, BENCH_DIR / f"{name}.py")
