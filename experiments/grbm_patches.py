@@ -39,7 +39,7 @@ from egm import data, eval, run, train
 from egm.energies import grbm
 from egm.errors import ConfigError
 from egm.run.config import at_least, field, greater_than, one_of
-from egm.run.realvalued import FETrainingFields
+from egm.run.realvalued import FETrainingFields, run_files
 from egm.samplers.persistent import GRBM_SAMPLERS, grbm_chain, long_chains
 
 
@@ -145,10 +145,6 @@ def evaluate(cfg: Config, d: data.RealData, done, key) -> dict:
             "data": f"{d.source}, {d.protocol}", "n_train": len(d.z_train), "n_test": len(d.z_test)}  # fmt: skip
 
 
-def files(cfg: Config, d: data.RealData, done, path) -> None:
-    data.save_whitening(path / "whitening.npz", d.whitening)  # kept with the run
-
-
 def pictures(cfg: Config, d: data.RealData, done, key) -> dict:
     params = done["train"].params
     _, final = long_chains(key, chain(cfg), params, d.z_train, cfg.n_samples, cfg.sample_steps)
@@ -182,7 +178,7 @@ def phases(cfg: Config) -> list[run.Phase]:
 
 EXPERIMENT = run.Experiment(
     name="grbm_patches", presets=PRESETS, load=lambda cfg: cfg.load_data(), phases=phases,
-    evaluate=evaluate, pictures=pictures, files=files, describe=describe,
+    evaluate=evaluate, pictures=pictures, files=run_files(params=False), describe=describe,
     divergence_hint=lambda c: f"(learning_rate={c.learning_rate}, grad_clip={c.grad_clip}; "
     f"lower the learning rate)",
 )  # fmt: skip

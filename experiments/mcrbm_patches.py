@@ -48,15 +48,14 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from egm import data, eval, run, train
 from egm.energies import _factored, mcrbm
 from egm.errors import ConfigError
 from egm.run.config import at_least, field, greater_than, one_of
-from egm.run.realvalued import HMCFields
+from egm.run.realvalued import HMCFields, run_files
 from egm.samplers import gibbs_chain
-from egm.samplers.persistent import hmc_chain, long_chains
+from egm.samplers.persistent import hmc_chain, long_chains, median_step_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,28 +158,18 @@ def monitor(cfg: Config, d: data.RealData, state, key, epoch: int) -> dict:
     return out
 
 
-def median_step(cfg: Config, state) -> float | None:
-    return float(np.median(np.asarray(state.chains.step_size))) if cfg.sampler == "hmc" else None
-
-
 def evaluate(cfg: Config, d: data.RealData, done, key) -> dict:
     params = done["train"].params
     den = eval.denoise.denoising_report(key, free_energy(cfg), params, d.x_train, d.x_test,
                                         d.whitening, noise_std=cfg.denoise_std, n=cfg.denoise_n)  # fmt: skip
     return {**den, "c_norm_final": float(jnp.mean(jnp.linalg.norm(params.C, axis=0))),
-            "hmc_step_size_median": median_step(cfg, done["train"]),
+            "hmc_step_size_median": median_step_size(done["train"].chains),
             "mean_cov_hidden_on_test": cov_hidden_on(cfg, params, d.z_test[: cfg.eval_size]),
             "data": f"{d.source}, {d.protocol}", "n_train": len(d.z_train), "n_test": len(d.z_test)}  # fmt: skip
 
 
-def files(cfg: Config, d: data.RealData, done, path) -> None:
-    data.save_whitening(path / "whitening.npz", d.whitening)  # kept with the run
-    params = done["train"].params
-    np.savez(path / "params.npz", **{k: np.asarray(v) for k, v in params._asdict().items()})
-
-
 def pictures(cfg: Config, d: data.RealData, done, key) -> dict:
-    params, step_size = done["train"].params, median_step(cfg, done["train"])
+    params, step_size = done["train"].params, median_step_size(done["train"].chains)
     samples, _ = long_chains(key, chain(cfg, step_size), params, d.z_train, cfg.n_samples, cfg.sample_steps)  # fmt: skip
     what = f"HMC steps (step {step_size:.3g})" if step_size else "Gibbs sweeps"
     return {"samples.png": (eval.patch_grid(samples, d.whitening, d.image_shape),
@@ -209,7 +198,7 @@ def phases(cfg: Config) -> list[run.Phase]:
 
 
 EXPERIMENT = run.Experiment(
-    name="mcrbm_patches", presets=PRESETS, phases=phases, evaluate=evaluate, pictures=pictures, files=files,
+    name="mcrbm_patches", presets=PRESETS, phases=phases, evaluate=evaluate, pictures=pictures, files=run_files(params=True),
     load=lambda c: c.load_data(scale=c.data_scale, n_valid=c.eval_size if c.denoise_every else 0),
     describe=describe,
     divergence_hint=lambda c: f"(learning_rate={c.learning_rate}, grad_clip={c.grad_clip})",

@@ -45,7 +45,7 @@ import numpy as np
 from egm import data, eval, run, train
 from egm.energies import ssrbm
 from egm.run.config import at_least, field, greater_than
-from egm.run.realvalued import FETrainingFields
+from egm.run.realvalued import FETrainingFields, run_files
 from egm.samplers import gibbs_chain
 from egm.samplers.persistent import long_chains
 
@@ -140,10 +140,6 @@ def evaluate(cfg: Config, d: data.RealData, done, key) -> dict:
             "data": f"{d.source}, {d.protocol}", "n_train": len(d.z_train), "n_test": len(d.z_test)}  # fmt: skip
 
 
-def files(cfg: Config, d: data.RealData, done, path) -> None:
-    data.save_whitening(path / "whitening.npz", d.whitening)  # kept with the run
-
-
 def pictures(cfg: Config, d: data.RealData, done, key) -> dict:
     params = done["train"].params
     _, final = long_chains(key, CHAIN, params, d.z_train, cfg.n_samples, cfg.sample_steps)
@@ -167,7 +163,7 @@ def describe(cfg: Config) -> dict:
 EXPERIMENT = run.Experiment(
     name="ssrbm_patches", presets=PRESETS, load=lambda cfg: cfg.load_data(),
     phases=lambda cfg: [run.Phase("train", init, step, monitor=monitor)],
-    evaluate=evaluate, pictures=pictures, files=files, describe=describe,
+    evaluate=evaluate, pictures=pictures, files=run_files(params=False), describe=describe,
     divergence_hint=lambda c: f"(learning_rate={c.learning_rate}, grad_clip={c.grad_clip})",
 )  # fmt: skip
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from egm.data.realvalued import REAL_DATASETS, RealData, load_real_data, real_sources
 from egm.data.whitening import WHITENING_KINDS
 from egm.errors import ConfigError
 from egm.run.config import RunFields, at_least, field, greater_than, in_range, one_of
 
-__all__ = ["FETrainingFields", "HMCFields", "RealDataFields"]
+__all__ = ["FETrainingFields", "HMCFields", "RealDataFields", "run_files"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,3 +97,20 @@ class HMCFields(FETrainingFields):
     hmc_step_size: float = field(0.05, check=greater_than(0), help="initial, then adapted")
     hmc_target_accept: float = field(0.9, check=in_range(0, 1, closed_low=False, closed_high=False))
     denoise_every: int = field(5, check=at_least(0), eval_only=True, help="validation; 0: never")
+
+
+def run_files(*, params: bool = False):
+    """The ``files`` hook of a real-valued experiment (:class:`egm.run.Experiment`): the
+    whitening transform is kept with the run (``whitening.npz``, so filters and samples can be
+    mapped back to pixels) and, with ``params``, the final parameters of the ``train`` phase as
+    ``params.npz``."""
+
+    def files(cfg, d: RealData, done, path) -> None:
+        from egm.data import save_whitening
+
+        save_whitening(path / "whitening.npz", d.whitening)
+        if params:
+            p = done["train"].params
+            np.savez(path / "params.npz", **{k: np.asarray(v) for k, v in p._asdict().items()})
+
+    return files

@@ -23,7 +23,14 @@ from egm.samplers.chains import ChainSpec, gibbs_chain, gradient_chain
 from egm.samplers.gibbs import Kernel, run
 from egm.samplers.hmc import GradState, hmc
 
-__all__ = ["GRBM_SAMPLERS", "adaptive_step_size", "grbm_chain", "hmc_chain", "long_chains"]
+__all__ = [
+    "GRBM_SAMPLERS",
+    "adaptive_step_size",
+    "grbm_chain",
+    "hmc_chain",
+    "long_chains",
+    "median_step_size",
+]
 
 GRBM_SAMPLERS = ("gibbs", "gibbs_langevin", "hmc")
 
@@ -99,3 +106,10 @@ def long_chains(
     states = jax.vmap(chain.from_visible, in_axes=(0, None, 0))(keys, params, v0)
     states, _ = jax.jit(run, static_argnums=(0, 4))(chain.kernel, k1, states, params, n_steps)
     return np.asarray(jax.vmap(chain.visible)(states)), states
+
+
+def median_step_size(chains) -> float | None:
+    """The median adapted step size of persistent HMC chains (:func:`hmc_chain` with
+    adaptation keeps one per chain), or ``None`` for chains without one (Gibbs)."""
+    step = getattr(chains, "step_size", None)
+    return None if step is None else float(np.median(np.asarray(step)))
