@@ -48,7 +48,7 @@ def test_tiny_writes_everything_and_resumes(tmp_path):
     "extra",
     [
         {"estimator": "cd", "k": 3, "centering": False},
-        {"binarization": "dynamic"},
+        pytest.param({"binarization": "dynamic"}, marks=pytest.mark.slow),
         pytest.param(
             {"binarization": "threshold", "batch_size": 50, "n_chains": 20},
             marks=pytest.mark.slow,
