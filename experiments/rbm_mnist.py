@@ -187,6 +187,13 @@ EXPERIMENT = run.Experiment(
     pictures=pictures,
     describe=describe,
     divergence_hint=lambda c: f"(learning_rate={c.learning_rate}, momentum={c.momentum})",
+    published=lambda c: (
+        {"test_loglik": "rbm_centered_pcd1" if c.estimator == "pcd" else f"rbm_cd{c.k}"}
+        if c.n_hidden == 500
+        and (c.estimator, c.k, c.centering)
+        in {("pcd", 1, True), ("cd", 1, False), ("cd", 3, False), ("cd", 25, False)}
+        else {}
+    ),
 )
 
 if __name__ == "__main__":

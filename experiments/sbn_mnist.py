@@ -181,6 +181,11 @@ def describe(cfg: Config) -> dict:
 
 EXPERIMENT = run.Experiment(
     name="sbn_mnist",
+    published=lambda c: (
+        {"test_loglik": f"sbn_{'wake_sleep' if c.estimator == 'wake_sleep' else c.estimator}"}
+        if c.estimator in ("wake_sleep", "nvil") and c.hidden == "200,200,200"
+        else {}
+    ),
     presets=PRESETS,
     load=load,
     phases=lambda cfg: [

@@ -3,7 +3,7 @@ directory.  Experiments declare (:class:`Experiment`, :class:`Phase`); :func:`ru
 
 from egm.run import config
 from egm.run.config import field, parse_args, validate
-from egm.run.driver import Experiment, Phase, main, rng_mode, run
+from egm.run.driver import Experiment, Phase, main, nearest_preset, provenance, rng_mode, run
 from egm.run.workdir import Workdir, log
 
 __all__ = [
@@ -14,7 +14,9 @@ __all__ = [
     "field",
     "log",
     "main",
+    "nearest_preset",
     "parse_args",
+    "provenance",
     "rng_mode",
     "run",
     "validate",

@@ -43,7 +43,7 @@ from egm.train import sweep as sweeplib
 from egm.train.checkpoint import Checkpointer
 from egm.train.loop import check_divergence, make_epoch, metrics_to_floats
 
-__all__ = ["Experiment", "Phase", "main", "rng_mode", "run"]
+__all__ = ["Experiment", "Phase", "main", "nearest_preset", "provenance", "rng_mode", "run"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +87,12 @@ class Experiment:
     of strings (model, training) stored with the results.  ``explode_factor``: a run whose
     parameter norm grows past this factor of its initial norm (or a metric past
     ``explode_factor`` times its first-epoch size) is stopped as diverged.
+    ``published(cfg) -> {result key: key of egm.eval.published.PUBLISHED}``: the published
+    figures the results compare with (copied into ``results.json``).
+
+    A preset named ``paper`` is the paper's full schedule; every ``results.json`` says how
+    much of it the run trained (``schedule``: epochs per phase against the paper preset's,
+    and the fields where the run differs from it) and the command that repeats the run.
     """
 
     name: str
@@ -99,6 +105,7 @@ class Experiment:
     describe: Callable[[Any], dict] | None = None
     explode_factor: float = 1e3
     divergence_hint: Callable[[Any], str] = lambda cfg: ""
+    published: Callable[[Any], dict[str, str]] | None = None
 
 
 def rng_mode(fast_cpu_rng: bool):
@@ -389,7 +396,12 @@ class _Run:
             "device": str(jax.devices()[0]),
             "n_devices": jax.device_count(),
             "rng": f"threefry2x32, partitionable={bool(jax.config.jax_threefry_partitionable)}",
+            **provenance(self.exp, cfg, self.sweep),
         }
+        if self.exp.published is not None:
+            from egm.eval.published import lookup
+
+            out["published"] = {k: lookup(v).to_dict() for k, v in self.exp.published(cfg).items()}
         if self.n == 1:
             out.update(members[0])
             return out
@@ -400,6 +412,75 @@ class _Run:
         ]
         out["summary"] = _summarise(members)
         return out
+
+
+_NOT_RUN_FIELDS = ("workdir", "progress")  # where and how a run shows itself, not what it is
+
+
+def _diff(a: Any, b: Any) -> list[str]:
+    skip = set(_NOT_RUN_FIELDS)
+    return [
+        f.name
+        for f in dataclasses.fields(a)
+        if f.name not in skip and getattr(a, f.name) != getattr(b, f.name)
+    ]
+
+
+def nearest_preset(experiment: Experiment, cfg: Any) -> tuple[str, list[str]]:
+    """``(name, changed fields)`` of the preset ``cfg`` differs from in the fewest fields
+    (``default`` on ties): the ``--config`` of the command that repeats the run."""
+    best = None
+    for name, p in experiment.presets.items():
+        if type(p) is not type(cfg):
+            continue
+        d = _diff(p, cfg)
+        rank = (len(d), name != "default")
+        if best is None or rank < best[0]:
+            best = (rank, name, d)
+    if best is None:
+        return "default", []
+    return best[1], best[2]
+
+
+def _arg(v: Any) -> str:
+    if isinstance(v, tuple):
+        return ",".join(str(x) for x in v)
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def provenance(experiment: Experiment, cfg: Any, sweep: dict | None = None) -> dict:
+    """What a ``results.json`` says about where it came from: the preset and the command that
+    repeats the run, and how much of the paper's schedule (the ``paper`` preset) it trained."""
+    preset, changed = nearest_preset(experiment, cfg)
+    args = [f"--config {preset}"] + [f"--{k} {_arg(getattr(cfg, k))}" for k in changed]
+    args += [f"--sweep {k}={','.join(_arg(x) for x in v)}" for k, v in (sweep or {}).items()]
+    if cfg.workdir != experiment.presets[preset].workdir:
+        args.append(f"--workdir {cfg.workdir}")
+    out: dict[str, Any] = {
+        "preset": preset,
+        "command": f"python experiments/{experiment.name}.py " + " ".join(args),
+    }
+    paper = experiment.presets.get("paper")
+    phases = {p.name: int(p.epochs(cfg)) for p in experiment.phases(cfg)}
+    if paper is None:
+        out["schedule"] = {
+            "phases": {k: {"epochs": v, "paper_epochs": None} for k, v in phases.items()},
+            "fraction_of_paper": None,
+            "paper_preset": None,
+            "note": "this experiment declares no 'paper' preset",
+        }
+        return out
+    paper_phases = {p.name: int(p.epochs(paper)) for p in experiment.phases(paper)}
+    run_total, paper_total = sum(phases.values()), sum(paper_phases.values())
+    out["schedule"] = {
+        "phases": {
+            k: {"epochs": v, "paper_epochs": paper_phases.get(k)} for k, v in phases.items()
+        },
+        "fraction_of_paper": (run_total / paper_total) if paper_total else None,
+        "paper_preset": "paper",
+        "differs_from_paper": _diff(paper, cfg),
+    }
+    return out
 
 
 def _check_data(train_data: Any, phase: Phase, cfg: Any) -> Any:
