@@ -174,7 +174,9 @@ def rows_of(res: dict, path: str = "") -> list[dict]:
                 method=key.replace("_", " "),
                 dataset=common_dataset or res.get("dataset", "") or _from_config(res, "source"),
                 split="test" if "test" in key else res.get("split", ""),
-                protocol=common_protocol or res.get("protocol", "") or _from_config(res, "binarization"),
+                protocol=common_protocol
+                or res.get("protocol", "")
+                or _from_config(res, "binarization"),
                 unit=unit,
                 uncertainty="deterministic",
             )
