@@ -1,9 +1,17 @@
 """Evaluation: one log-likelihood record and its front-ends, training diagnostics, sample
 scores and visualisation helpers."""
 
-from egm.eval import denoise, published, realvalued, sample_quality
+from egm.eval import decoder, denoise, published, realvalued, sample_quality
 from egm.eval.autoregressive import enumerate_log_probs, top_half_mask
 from egm.eval.baselines import gaussian_log_likelihood
+from egm.eval.decoder import (
+    bdmc_record,
+    decoder_ais_record,
+    decoder_log_likelihood,
+    vae_decoder_log_likelihood,
+    vae_log_likelihood_fn,
+    vae_simulator,
+)
 from egm.eval.likelihood import (
     ais_log_likelihood,
     dbm_log_likelihood_bound,
@@ -51,13 +59,18 @@ __all__ = [
     "PUBLISHED",
     "SPLITS",
     "UNITS",
+    "LogLikelihood",
     "ais_log_likelihood",
+    "bdmc_record",
     "bits_per_dim",
     "bracket_from_log_z",
     "classifier_score",
     "copy_check",
     "dbm_log_likelihood_bound",
     "dbn_log_likelihood_bound",
+    "decoder",
+    "decoder_ais_record",
+    "decoder_log_likelihood",
     "denoise",
     "enumerate_log_probs",
     "filter_grid",
@@ -70,7 +83,6 @@ __all__ = [
     "grbm_log_likelihoods",
     "importance_record",
     "importance_sampled_log_likelihood",
-    "LogLikelihood",
     "mean_free_energy",
     "mean_negative_free_energy",
     "nearest_neighbours",
@@ -88,4 +100,7 @@ __all__ = [
     "stochastic_pseudo_log_likelihood",
     "tile_images",
     "top_half_mask",
+    "vae_decoder_log_likelihood",
+    "vae_log_likelihood_fn",
+    "vae_simulator",
 ]
