@@ -46,11 +46,15 @@ from egm import data, eval, run, train
 from egm.eval import autoregressive as ar
 from egm.run.config import MNISTFields, at_least, field, greater_than
 
+# the published figure of each model's paper architecture (egm.eval.published)
 PAPER = {
-    "fvsbn": (-97.45, "FVSBN, Larochelle & Murray 2011"),
-    "nade": (-88.86, "NADE 500h, Larochelle & Murray 2011"),
-    "eonade": (-85.10, "EoNADE 2hl, ensemble of orderings, Uria et al. 2014"),
-    "made": (-86.64, "MADE 1hl 500h, 32 masks, Germain et al. 2015 (1 mask: -88.40)"),
+    name: eval.PUBLISHED[key]
+    for name, key in (
+        ("fvsbn", "fvsbn"),
+        ("nade", "nade_500h"),
+        ("eonade", "eonade_2hl"),
+        ("made", "made_32masks"),
+    )
 }
 
 
@@ -187,11 +191,11 @@ def evaluate(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
         rec, figures = ar.exact_record(net(cfg, name), s.params, s.aux, x, dataset=d.source,
                                        split="test", protocol=d.protocol)  # fmt: skip
         out[f"{name}_test_loglik"] = rec
-        out[f"{name}_gap_to_paper_nats"] = rec.value - PAPER[name][0]
+        out[f"{name}_gap_to_paper_nats"] = rec.value - PAPER[name].value
         if figures:
             out[f"{name}_test_loglik_single_member_nats"] = figures.pop("single_member_nats")
         out["models"][name] = {
-            "paper": PAPER[name][0], "paper_source": PAPER[name][1],
+            "paper": PAPER[name].value, "paper_source": f"{PAPER[name].model}, {PAPER[name].source}",
             "n_parameters": int(sum(a.size for a in jax.tree_util.tree_leaves(s.params))),
             "learning_rate": learning_rate(cfg, name),
             "epochs": int(s.step) // max(1, d.train.shape[0] // cfg.batch_size),
@@ -216,13 +220,20 @@ def pictures(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
     return {**out, "inpainting.png": (grid, title)}
 
 
+def sample(cfg: Config, d: data.BinarizedMNIST, done, key, n: int) -> dict:
+    """``n`` exact ancestral samples of each model."""
+    x_in, mask = d.binary["test"][:1], ar.top_half_mask(28, 28)
+    return {name: ar.draw(net(cfg, name), done[name].params, done[name].aux,
+                          jax.random.fold_in(key, i), n, x_in, mask)[0]
+            for i, name in enumerate(cfg.model_list())}  # fmt: skip
+
+
 def describe(cfg: Config) -> dict:
     return {
         "model": f"autoregressive nets {cfg.models} (NADE {cfg.nade_hidden}h, EoNADE "
         f"{cfg.eonade_hidden}, MADE {cfg.made_hidden} with {cfg.made_masks} masks)",
         "training": f"Adam lr {cfg.learning_rate} (MADE {learning_rate(cfg, 'made')}), "
         f"batch {cfg.batch_size}",
-        "published": "; ".join(f"{k} {v[0]} ({v[1]})" for k, v in PAPER.items()),
     }
 
 
@@ -243,6 +254,7 @@ EXPERIMENT = run.Experiment(
     phases=phases,
     evaluate=evaluate,
     pictures=pictures,
+    sample=sample,
     describe=describe,
     divergence_hint=lambda c: f"(learning_rate={c.learning_rate})",
 )

@@ -146,14 +146,20 @@ def evaluate(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
     }
 
 
-def pictures(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
+def gibbs(cfg: Config, d: data.BinarizedMNIST, done, key, n: int):
+    """``n`` chains after ``sample_sweeps`` block Gibbs sweeps from the base-rate model."""
     params = done["train"].params
     mean = jnp.mean(jnp.asarray(d.binary["train"]), axis=0)
-    v0 = jax.random.bernoulli(key, mean, (cfg.n_samples, 784)).astype(jnp.float32)
+    v0 = jax.random.bernoulli(key, mean, (n, 784)).astype(jnp.float32)
     st0 = jax.vmap(rbm.init_state, in_axes=(None, 0))(params, v0)
-    final, _ = jax.jit(run_chain, static_argnums=(0, 4))(
+    return jax.jit(run_chain, static_argnums=(0, 4))(
         block_gibbs(rbm.BLOCKS), jax.random.fold_in(key, 1), st0, params, cfg.sample_sweeps
-    )
+    )[0]
+
+
+def pictures(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
+    params = done["train"].params
+    final = gibbs(cfg, d, done, key, cfg.n_samples)
     means = jax.vmap(rbm.visible_probs, in_axes=(None, 0))(params, final.h)
     n_f = min(100, cfg.n_hidden)
     return {
@@ -185,6 +191,7 @@ EXPERIMENT = run.Experiment(
     phases=lambda cfg: [run.Phase("train", init, step, data_check=data_check, monitor=monitor)],
     evaluate=evaluate,
     pictures=pictures,
+    sample=lambda cfg, d, done, key, n: gibbs(cfg, d, done, key, n).v,
     describe=describe,
     divergence_hint=lambda c: f"(learning_rate={c.learning_rate}, momentum={c.momentum})",
     published=lambda c: (

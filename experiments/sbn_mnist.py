@@ -155,8 +155,6 @@ def evaluate(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
         "n_test": n_test,
         "n_train": int(d.train.shape[0]),
         "load_average": list(os.getloadavg()),
-        "published": "Mnih & Gregor 2014, SBN 200-200-200: ≈ -101.3 wake-sleep, ≈ -96.7 NVIL "
-        "(recalled, check the paper; long training)",
     }
 
 

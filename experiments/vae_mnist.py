@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
-from egm import data, eval, run, train
+from egm import data, estimators, eval, run, train
 from egm.errors import ConfigError
 from egm.models import vae
 from egm.run.config import MNISTFields, at_least, field, greater_than, one_of
@@ -65,6 +65,14 @@ class Config(MNISTFields):
     is_samples: int = field(5000, check=at_least(1), eval_only=True, help="IS draws per digit")
     is_test_size: int = field(1000, check=at_least(0), eval_only=True, help="0: all test digits")
     is_chunk: int = field(500, check=at_least(1), eval_only=True)
+    decoder_ais_temps: int = field(
+        0,
+        check=at_least(0),
+        eval_only=True,
+        help="AIS through the decoder (Wu et al. 2017); 0: off",
+    )
+    decoder_ais_chains: int = field(8, check=at_least(1), eval_only=True)
+    decoder_ais_size: int = field(100, check=at_least(1), eval_only=True, help="test digits")
     n_samples: int = field(64, check=at_least(1), eval_only=True)
     checkpoint_every: int = field(1, check=at_least(1), eval_only=True)
     workdir: str = field("runs/vae_mnist", eval_only=True)
@@ -176,9 +184,15 @@ def evaluate(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
         out[f"{name}_test_elbo"] = float(jnp.mean(vae.elbo_on_data(k1, m, p, x)))
         out[f"{name}_test_L50"] = float(jnp.mean(vae.bound_on_data(k2, m, p, x, 50)))
         out[f"{name}_active_units"] = vae.active_units(m, p, x)  # Burda et al.'s criterion
+        if cfg.decoder_ais_temps:  # AIS through the decoder alone (Wu et al. 2017)
+            out[f"{name}_test_loglik_decoder_ais"] = eval.vae_decoder_log_likelihood(
+                jax.random.fold_in(k3, 1), m, p, x[: cfg.decoder_ais_size],
+                n_chains=cfg.decoder_ais_chains,
+                betas=estimators.betas_sigmoid(cfg.decoder_ais_temps),
+                dataset=d.source, split="test", protocol=d.protocol,
+            )  # fmt: skip
     return {**out, "epochs_trained": epochs(cfg), "n_train": len(d.train),
-            "schedule_epochs": vae.burda_lr_multiplier(cfg.stages, 1)[1],
-            "published": {"vae1": -86.76, "iwae50": -84.78}}  # fmt: skip
+            "schedule_epochs": vae.burda_lr_multiplier(cfg.stages, 1)[1]}  # fmt: skip
 
 
 def pictures(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
@@ -191,6 +205,16 @@ def pictures(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
         pairs = np.stack([x, np.asarray(vae.reconstruct(m, p, jnp.asarray(x)))], 1)
         out[f"{name}_samples.png"] = (tile(gen), f"{name}: E[x|z], z ~ N(0, I)")
         out[f"{name}_reconstructions.png"] = (tile(pairs, n_cols=8), f"{name}: digit, recon.")
+    return out
+
+
+def sample(cfg: Config, d: data.BinarizedMNIST, done, key, n: int) -> dict:
+    """``n`` binary digits of each model: x ~ Bernoulli(E[x|z]), z ~ N(0, I)."""
+    out = {}
+    for i, (name, _, _) in enumerate(vae.parse_models(cfg.models)):
+        k_z, k_x = jax.random.split(jax.random.fold_in(key, i))
+        mean = vae.generate(k_z, model(cfg), done[name].params, n).reshape(n, 784)
+        out[name] = jax.random.bernoulli(k_x, mean).astype(jnp.float32)
     return out
 
 
@@ -221,6 +245,7 @@ EXPERIMENT = run.Experiment(
     phases=lambda cfg: [phase(*m) for m in vae.parse_models(cfg.models)],
     evaluate=evaluate,
     pictures=pictures,
+    sample=sample,
     describe=describe,
     divergence_hint=lambda c: f"(learning_rate={c.learning_rate})",
 )

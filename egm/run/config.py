@@ -276,6 +276,11 @@ class MNISTFields(RunFields):
     data_dir: str | None = field(None, help="folder of the four MNIST IDX files")
     binarization: str = field("fixed", check=one_of("fixed", "dynamic", "threshold"))
     binarization_seed: int = field(0, check=at_least(0))
+    score_samples: int = field(
+        0, check=at_least(0), eval_only=True,
+        help="score this many model samples (Fréchet distance, classifier score, Parzen "
+        "window, copy check; egm.eval.scores); 0: off",
+    )  # fmt: skip
 
     def check(self) -> None:
         if self.data_dir is not None and self.source == "embedded":

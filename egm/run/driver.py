@@ -88,7 +88,11 @@ class Experiment:
     parameter norm grows past this factor of its initial norm (or a metric past
     ``explode_factor`` times its first-epoch size) is stopped as diverged.
     ``published(cfg) -> {result key: key of egm.eval.published.PUBLISHED}``: the published
-    figures the results compare with (copied into ``results.json``).
+    figures the results compare with (copied into ``results.json``).  ``sample(cfg, data,
+    done, key, n) -> (n, D)`` model samples in the data's representation (binary for binary
+    models): with ``--score_samples n`` the driver adds their Fréchet distance, classifier
+    score, Parzen estimate and copy check (:func:`egm.eval.scores.sample_scores`) to each
+    member's results.
 
     A preset named ``paper`` is the paper's full schedule; every ``results.json`` says how
     much of it the run trained (``schedule``: epochs per phase against the paper preset's,
@@ -106,6 +110,7 @@ class Experiment:
     explode_factor: float = 1e3
     divergence_hint: Callable[[Any], str] = lambda cfg: ""
     published: Callable[[Any], dict[str, str]] | None = None
+    sample: Callable[..., Any] | None = None
 
 
 def rng_mode(fast_cpu_rng: bool):
@@ -218,6 +223,9 @@ class _Run:
         per_member = []
         for m, mcfg in enumerate(self.members):
             res = exp.evaluate(mcfg, data, done[m], self.keys[m]["eval"])
+            n_score = int(getattr(mcfg, "score_samples", 0) or 0)
+            if n_score:
+                res = {**res, **self.sample_scores(mcfg, data, done[m], m, n_score)}
             per_member.append(res)
         eval_s = time.perf_counter() - t_eval
         if exp.pictures is not None:
@@ -233,6 +241,35 @@ class _Run:
             log(line)
         log(f"results in {Path(cfg.workdir) / 'results.json'}")
         return results
+
+    def sample_scores(self, cfg: Any, data: Any, done: dict, member: int, n: int) -> dict:
+        """§20.14 scores of ``n`` model samples (``Experiment.sample``) against the data's
+        binary splits: :func:`egm.eval.scores.sample_scores`."""
+        from egm.errors import ConfigError
+        from egm.eval.scores import sample_scores
+
+        if self.exp.sample is None:
+            raise ConfigError(
+                f"--score_samples {n}: {self.exp.name} declares no sampler (Experiment.sample); "
+                f"set --score_samples 0"
+            )
+        binary = getattr(data, "binary", None)
+        if not isinstance(binary, dict) or not {"train", "valid", "test"} <= set(binary):
+            raise ConfigError(
+                f"--score_samples: {self.exp.name}'s data has no binary train/valid/test splits "
+                f"to score samples against; set --score_samples 0"
+            )
+        k_sample, k_score = jax.random.split(jax.random.fold_in(self.keys[member]["eval"], 7))
+        drawn = self.exp.sample(cfg, data, done, k_sample, n)
+        sets = drawn if isinstance(drawn, dict) else {"": drawn}  # {model name: samples}
+        out = {}
+        for name, samples in sets.items():
+            scores = sample_scores(
+                k_score, np.asarray(samples), binary["train"], binary["valid"], binary["test"],
+                dataset=getattr(data, "source", "unknown"), protocol=getattr(data, "protocol", ""),
+            )  # fmt: skip
+            out.update({(f"{name}_{k}" if name else k): v for k, v in scores.items()})
+        return out
 
     def train_phase(
         self, index: int, phase: Phase, data: Any, done: list[dict], ckpt_dir: Path
@@ -383,9 +420,16 @@ class _Run:
     def results(self, per_member: list[dict], train_s: float, eval_s: float) -> dict:
         cfg = self.cfg
         members = [_plain(r) for r in per_member]
+        described = self.exp.describe(cfg) if self.exp.describe else {}
+        clash = _RESERVED & (set(members[0]) | set(described))
+        if clash:
+            raise ValueError(
+                f"{self.exp.name}: evaluate/describe return driver-owned keys {sorted(clash)}; "
+                f"declare published figures with Experiment.published and rename the others"
+            )
         out: dict[str, Any] = {
             "experiment": self.exp.name,
-            **(self.exp.describe(cfg) if self.exp.describe else {}),
+            **described,
             "config": cfglib.to_dict(cfg),
             "train_seconds": train_s,
             "eval_seconds": eval_s,
@@ -414,6 +458,7 @@ class _Run:
         return out
 
 
+_RESERVED = {"published", "schedule", "command", "preset", "experiment", "config", "sweep"}
 _NOT_RUN_FIELDS = ("workdir", "progress")  # where and how a run shows itself, not what it is
 
 

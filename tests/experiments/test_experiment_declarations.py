@@ -1,7 +1,7 @@
 """Every experiment file is a declaration for the run driver: it loads without touching
 sys.path or another experiment, declares an Experiment with a ``tiny`` preset, and all its
-presets pass their declared checks.  (The tiny presets themselves run in the family files,
-test_experiment_<family>.py, through ``egm.run.run``.)"""
+presets pass their declared checks.  (The tiny presets themselves run through
+``egm.run.run`` in test_smoke.py.)"""
 
 from __future__ import annotations
 

@@ -1,0 +1,556 @@
+"""One smoke test over every experiment file: its tiny preset through the run driver.
+
+``test_smoke[name]`` runs ``experiments/<name>.py``'s tiny preset (``grbm_mnist``, a command
+alias, runs grbm_patches' ``mnist_tiny``) through :func:`egm.run.run` once and checks
+
+1. the driver's contract (:func:`_check_driver_contract`): ``results.json`` on disk is the
+   returned dict; config.json, run.json and metrics.jsonl are written, with one metrics line
+   per trained epoch of every phase, in order; exactly the declared PNGs (and run files)
+   exist; the provenance (``preset``, a ``command`` that parses back to the same config, a
+   ``schedule`` with the epochs of every phase); every log-likelihood record reads back
+   through :meth:`egm.eval.LogLikelihood.from_dict` unchanged, names its dataset, split,
+   protocol and unit, and contains its value when it has a bracket; and the report contract
+   (:func:`egm.run.report.check_rows` finds no missing field, every record is a row);
+2. the experiment's own assertions, ``CHECKS[name]`` (what the former per-experiment tiny
+   tests checked);
+3. for one experiment per family (``RESUME``: the cheapest to resume), a run killed
+   mid-training (:func:`_kill_and_resume`): the same command resumes, retrains exactly the
+   lost epochs and ends with the same figures.  ``test_kill_and_resume_slow`` does the same
+   for every other experiment that trains (``-m slow``).
+
+Overrides (``CASES``) keep each run as small as its checks allow.  Compilation, not
+training, is most of a tiny run's time (a tiny RBM run: 11 s cold, 2 s with the compiled
+programs cached), so where a family test trains the same configuration (the ``alone`` runs of
+the seed/learning-rate sweep tests) the smoke case uses exactly that configuration and the
+persistent compilation cache of tests/conftest.py serves both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import shlex
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from _experiments import EXPERIMENTS, load_experiment, tiny
+
+from egm import data, run
+from egm.errors import ConfigError
+from egm.eval import LogLikelihood
+from egm.run import config as cfglib
+from egm.run import report
+
+FILES = sorted(p.stem for p in EXPERIMENTS.glob("*.py") if not p.stem.startswith("_"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """How the smoke test runs one experiment file: ``module:preset`` with ``overrides``;
+    ``pngs`` and ``files``: the pictures and other run files the run must write."""
+
+    module: str
+    preset: str = "tiny"
+    overrides: dict = dataclasses.field(default_factory=dict)
+    pngs: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+
+
+_FACTORED = ("samples.png", "cov_filters.png", "mean_filters.png")
+_NADE = ("fvsbn", "nade", "eonade", "made")
+
+CASES: dict[str, Case] = {
+    # ais_temps=100: test_sweep_equals_separate_runs trains and evaluates this very config
+    "rbm_mnist": Case("rbm_mnist", overrides={"ais_temps": 100},
+                      pngs=("samples.png", "filters.png")),
+    "dbm_mnist": Case("dbm_mnist", pngs=("samples.png", "filters.png")),
+    "dbn_mnist": Case("dbn_mnist", pngs=("samples.png", "filters.png")),
+    "mpdbm_mnist": Case("mpdbm_mnist", pngs=("fill_in.png",)),
+    "sbn_mnist": Case("sbn_mnist", pngs=("samples.png",)),
+    "nade_mnist": Case("nade_mnist",
+                       pngs=("inpainting.png", *(f"samples_{m}.png" for m in _NADE))),
+    # one temperature instead of two: every estimator family is still measured
+    "estimator_variance": Case("estimator_variance", overrides={"taus": "1.0"},
+                               pngs=("variance_bias.png",)),
+    # one model, one epoch, and the IS/monitor sizes of test_vae_seed_sweep_equals_separate_runs
+    "vae_mnist": Case("vae_mnist", overrides={"models": "vae1", "max_epochs": 1,
+                                              "is_samples": 32, "eval_size": 50},
+                      pngs=("vae1_samples.png", "vae1_reconstructions.png")),
+    "draw_mnist": Case("draw_mnist", overrides={"variants": "no_attention", "epochs": 1},
+                       pngs=("no_attention_canvas.png", "no_attention_samples.png")),
+    # one estimator; 2 epochs (a kill in the second), annealing fast enough to be seen
+    "gumbel_vae_mnist": Case("gumbel_vae_mnist",
+                             overrides={"estimators": "st_gumbel", "epochs": 2,
+                                        "anneal_every": 10, "anneal_rate": 0.005},
+                             pngs=("st_gumbel_samples.png",)),
+    # the config of test_grbm_seed_sweep_equals_separate_runs' separate runs
+    "grbm_patches": Case("grbm_patches",
+                         overrides={"epochs": 2, "ais_temps": 100, "denoise_n": 20},
+                         pngs=("samples.png", "filters.png"), files=("whitening.npz",)),
+    "grbm_mnist": Case("grbm_patches", preset="mnist_tiny", pngs=("samples.png", "filters.png"),
+                       files=("whitening.npz",)),
+    "mcrbm_patches": Case("mcrbm_patches", pngs=_FACTORED,
+                          files=("whitening.npz", "params.npz")),
+    "mpot_patches": Case("mpot_patches", overrides={"epochs": 2}, pngs=_FACTORED,
+                         files=("whitening.npz", "params.npz")),
+    "ssrbm_patches": Case("ssrbm_patches", overrides={"epochs": 2},
+                          pngs=("samples.png", "filters.png"), files=("whitening.npz",)),
+}  # fmt: skip
+
+FAMILIES = {
+    "RBM": ("rbm_mnist",),
+    "DBM/DBN": ("dbm_mnist", "dbn_mnist", "mpdbm_mnist"),
+    "directed": ("sbn_mnist", "nade_mnist", "estimator_variance"),
+    "VAE": ("vae_mnist", "draw_mnist", "gumbel_vae_mnist"),
+    "real-valued": ("grbm_patches", "grbm_mnist", "mcrbm_patches", "mpot_patches",
+                    "ssrbm_patches"),
+}  # fmt: skip
+
+#: The family's kill-and-resume in the default suite: experiment -> the phase it is killed
+#: in.  The cheapest of each family to resume (measured with the compiled programs cached:
+#: 1-3 s), except DBM/DBN: dbn_mnist's kill during the second greedy layer (layer 0
+#: restored, layer 1 resumed, fine-tuning retrained) is the multi-phase case, 2 s.
+RESUME = {
+    "rbm_mnist": "train",
+    "dbn_mnist": "layer1",
+    "sbn_mnist": "train",
+    "gumbel_vae_mnist": "st_gumbel",
+    "grbm_patches": "train",
+}
+
+
+def _lines(wd: Path) -> list[dict]:
+    p = wd / "metrics.jsonl"
+    return [json.loads(x) for x in p.read_text().splitlines()] if p.exists() else []
+
+
+def _phases(wd: Path) -> list[tuple[str, int]]:
+    return [(r["phase"], r["epoch"]) for r in _lines(wd)]
+
+
+def _records(obj: Any, path: str = "") -> dict[str, dict]:
+    """Every log-likelihood record (a dict with method, value and unit) inside ``obj``."""
+    out = {}
+    if isinstance(obj, dict):
+        if {"method", "value", "unit"} <= obj.keys():
+            return {path: obj}
+        for k, v in obj.items():
+            if k not in ("config", "published"):
+                out |= _records(v, f"{path}.{k}" if path else k)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out |= _records(v, f"{path}[{i}]")
+    return out
+
+
+def _epochs_of(mod, cfg) -> dict[str, int]:
+    return {p.name: int(p.epochs(cfg)) for p in mod.EXPERIMENT.phases(cfg)}
+
+
+def _check_driver_contract(name: str, case: Case, mod, cfg, res: dict, wd: Path) -> None:
+    """What every run of the driver writes and records (see the module docstring)."""
+    on_disk = json.loads((wd / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(res)), "results.json differs from the returned dict"
+    assert json.loads((wd / "config.json").read_text()) == json.loads(
+        json.dumps(cfglib.to_dict(cfg))
+    )
+    assert json.loads((wd / "run.json").read_text())["experiment"] == mod.EXPERIMENT.name
+    epochs = _epochs_of(mod, cfg)
+    want = [(p, e) for p, n in epochs.items() for e in range(n)]
+    assert _phases(wd) == want, "metrics.jsonl: one line per trained epoch of every phase"
+    for line in _lines(wd):
+        nums = {k: v for k, v in line.items() if isinstance(v, float)}
+        assert all(math.isfinite(v) for v in nums.values()), line
+    if not epochs:  # nothing trains: nothing to checkpoint or log
+        assert not (wd / "checkpoints").exists() and not _lines(wd)
+    assert sorted(p.name for p in wd.glob("*.png")) == sorted(case.pngs)
+    for f in case.pngs:
+        assert (wd / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f
+    for f in case.files:
+        assert (wd / f).stat().st_size > 0, f
+    # provenance: the preset, the command that repeats the run, the schedule
+    assert res["experiment"] == mod.EXPERIMENT.name and res["preset"] == case.preset
+    script = f"python experiments/{mod.EXPERIMENT.name}.py"
+    assert res["command"].startswith(f"{script} --config {case.preset}"), res["command"]
+    assert (EXPERIMENTS / f"{mod.EXPERIMENT.name}.py").exists()
+    again, sweep = cfglib.parse_args(mod.PRESETS, shlex.split(res["command"])[2:])
+    assert not sweep and again == dataclasses.replace(cfg, progress=again.progress), (
+        "the recorded command does not repeat the run"
+    )
+    assert {k: v["epochs"] for k, v in res["schedule"]["phases"].items()} == epochs
+    # every log-likelihood record reads back unchanged and says what it measured
+    records = _records(res)
+    for key, d in records.items():
+        rec = LogLikelihood.from_dict(d)
+        assert rec.to_dict() == d, key
+        for f in ("dataset", "split", "protocol", "unit"):
+            assert getattr(rec, f).strip() and getattr(rec, f) != "unknown", (key, f)
+        if rec.lower is not None or rec.upper is not None:
+            lo = -math.inf if rec.lower is None else rec.lower
+            hi = math.inf if rec.upper is None else rec.upper
+            assert lo <= rec.value <= hi, (key, rec.lower, rec.value, rec.upper)
+    # the report contract: a row per record, none with a missing protocol field
+    rows = report.rows_of(res, str(wd / "results.json"))
+    assert report.check_rows(rows) == []
+    assert set(records) <= {r["result"] for r in rows}
+
+
+# ----------------------------------------------------------------------- per-experiment checks
+# Each check(res, cfg, wd, mod) holds what the former per-experiment tiny test asserted.
+
+
+def _check_rbm(res, cfg, wd, mod):
+    rec = res["test_loglik"]
+    assert rec["method"] == "ais_bracket" and rec["unit"] == "nats" and rec["split"] == "test"
+    assert rec["lower"] <= rec["value"] <= rec["upper"] < 0
+    assert "embedded" in rec["dataset"] and "binarization" in rec["protocol"]
+    assert rec["counts"]["chains"] == cfg.ais_chains
+    assert "pseudo_loglik_valid" in _lines(wd)[-1]
+    # the same command again finds the finished run's checkpoint: same model, no new epochs
+    res2 = run.run(mod.EXPERIMENT, cfg)
+    assert res2["log_z_forward"] == pytest.approx(res["log_z_forward"], abs=1e-5)
+    assert len(_lines(wd)) == cfg.epochs
+    with pytest.raises(ConfigError, match="different config"):
+        run.run(mod.EXPERIMENT, dataclasses.replace(cfg, n_hidden=8))
+
+
+def _check_dbm(res, cfg, wd, mod):
+    """Greedy phases pretrain0/1, joint PCD, discriminative fine-tuning."""
+    rec = res["test_loglik_bound"]
+    assert rec["method"] == "variational_bound" and rec["bound"] == "lower"
+    assert rec["value"] < 0 and rec["split"] == "test" and np.isfinite(res["log_z"])
+    assert res["train_loglik_bound"]["split"] == "train"
+    assert 0.0 <= res["test_error"] <= 1.0 and res["mean_field_residual_max"] <= 1e-5
+    assert _phases(wd) == [("pretrain0", 0), ("pretrain1", 0), ("joint", 0), ("joint", 1),
+                           ("finetune", 0)]  # fmt: skip
+
+
+def _check_dbn(res, cfg, wd, mod):
+    rec = res["test_loglik_lower_bound"]
+    assert rec["method"] == "variational_bound" and rec["value"] < 0 and rec["stderr"] > 0
+    assert 0.0 <= res["test_error"] <= 1.0 and res["model"] == "DBN 784-16-32"
+    assert "binarization" in rec["protocol"] and "AIS" in res["lower_bound"]
+    assert 0.0 <= res["test_error_before_finetuning"] <= 1.0
+    assert _phases(wd) == [("layer0", 0), ("layer0", 1), ("layer1", 0), ("layer1", 1),
+                           ("finetune", 0), ("finetune", 1)]  # fmt: skip
+    # a work dir holding checkpoints of another config is refused before any training
+    with pytest.raises(ConfigError, match="different config"):
+        run.run(mod.EXPERIMENT, dataclasses.replace(cfg, ft_epochs=1))
+
+
+def _check_mpdbm(res, cfg, wd, mod):
+    assert 0.0 <= res["test_error"] <= 1.0 and 0.0 <= res["valid_error"] <= 1.0
+    assert all(np.isfinite(r["loss"]) and "valid_error" in r for r in _lines(wd))
+    with pytest.raises(ConfigError, match="hide_prob"):
+        run.run(mod.EXPERIMENT, dataclasses.replace(cfg, hide_prob=1.5))
+
+
+def _check_sbn(res, cfg, wd, mod):
+    rec = res["test_loglik"]
+    assert rec["method"] == "importance" and rec["bound"] == "lower" and rec["split"] == "test"
+    assert rec["value"] < 0 and rec["counts"]["samples"] == cfg.is_samples == 10
+    assert "embedded" in rec["dataset"] and "binarization" in rec["protocol"]
+    assert res["epochs_run"] == 2 and res["n_test"] == 50
+    assert "valid_is_bound_k10" in _lines(wd)[-1]
+    res2 = run.run(mod.EXPERIMENT, cfg)  # finds the finished run's checkpoint: no training
+    assert res2["test_loglik"]["value"] == pytest.approx(rec["value"], abs=1e-4)
+    assert len(_lines(wd)) == 2
+    with pytest.raises(ConfigError, match="different config"):
+        run.run(mod.EXPERIMENT, dataclasses.replace(cfg, hidden="4"))
+
+
+def _base_rate_loglik() -> float:
+    """The independent-pixel model of the tiny run's 500 training digits on its 100 test
+    digits: a floor every trained model must beat (up to a few nats of noise)."""
+    x = data.binarize_fixed(data.load_mnist("train", source="embedded").x, 0)[:500]
+    xt = data.binarize_fixed(data.load_mnist("test", source="embedded").x, 2)[:100]
+    q = np.clip(x.mean(0), 1e-3, 1 - 1e-3)
+    return float(np.mean(xt @ np.log(q) + (1 - xt) @ np.log(1 - q)))
+
+
+def _check_nade(res, cfg, wd, mod):
+    base = _base_rate_loglik()
+    for m in _NADE:
+        rec = res[f"{m}_test_loglik"]
+        assert rec["method"] == "exact" and rec["counts"]["examples"] == 100
+        assert "fixed binarization" in rec["protocol"] and "embedded" in rec["dataset"]
+        assert base - 5 < rec["value"] < 0, (m, rec["value"], base)
+        assert res["models"][m]["paper"] < 0 and res["models"][m]["epochs"] == 2
+        assert res[f"{m}_gap_to_paper_nats"] == pytest.approx(
+            rec["value"] - res["models"][m]["paper"]
+        )
+    assert res["eonade_test_loglik"]["counts"]["members"] == 2
+    assert res["models"]["eonade"]["ensemble_curve"].keys() == {"1", "2"}
+    made = res["models"]["made"]  # the mixture beats the mean of its members (Jensen)
+    assert res["made_test_loglik"]["value"] >= made["mean_single_member_nats"] - 1e-4
+    lines = _lines(wd)
+    assert all("valid_loglik" in r for r in lines)
+    # again with one model (an evaluation-only field): its checkpoint, no training, same model
+    res2 = run.run(mod.EXPERIMENT, dataclasses.replace(cfg, models="made"))
+    assert res2["made_test_loglik"]["value"] == pytest.approx(
+        res["made_test_loglik"]["value"], abs=1e-4
+    )
+    assert "nade_test_loglik" not in res2 and len(_lines(wd)) == len(lines)
+    with pytest.raises(ConfigError, match="different config"):
+        run.run(mod.EXPERIMENT, dataclasses.replace(cfg, models="made", made_hidden="8"))
+
+
+def _check_estimator_variance(res, cfg, wd, mod):
+    """No training phase: evaluate measures.  Baselines reduce the variance of plain
+    REINFORCE on this problem (J ≈ -7 has a large mean): with 100 repeats a sample variance
+    is ~15 % accurate (sd of s²/σ² = √(2/99) for Gaussian estimates), the measured gap is
+    ~10x, the threshold 2x."""
+    assert res["train_seconds"] == 0 and res["repeats"] == 100
+    rows = {r["estimator"]: r for r in res["rows"]}
+    assert "reinforce/optimal" in rows and "gumbel_softmax/tau=1" in rows
+    assert "straight_through" in rows and "straight_through_gumbel/tau=1" in rows
+    none = rows["reinforce/none"]["total_variance"]
+    for b in ("constant", "leave_one_out", "optimal"):
+        assert rows[f"reinforce/{b}"]["total_variance"] < 0.5 * none
+    assert all(np.isfinite(r["mse"]) for r in res["rows"])
+    assert res["variance/reinforce/none"] == none
+
+
+def _check_vae(res, cfg, wd, mod):
+    rec = res["vae1_test_loglik"]
+    assert rec["method"] == "importance" and rec["bound"] == "lower" and rec["value"] < 0
+    assert rec["counts"]["samples"] == cfg.is_samples and rec["counts"]["examples"] == 50
+    assert "dynamic binarization" in rec["protocol"]
+    # IS (k = 32, first 50 test digits) vs. the one-draw ELBO and L50 on all test digits
+    # (measured after one epoch: ELBO -369.9 < L50 -368.0 < IS -366.4); the slack of 1 and
+    # 5 nats covers the one-draw noise and the 50-digit subset
+    assert res["vae1_test_elbo"] < res["vae1_test_L50"] + 1.0 < rec["value"] + 5.0
+    assert 0 <= res["vae1_active_units"] <= 4 and res["epochs_trained"] == 1
+    assert res["schedule_epochs"] == 1 + 3 and "IS" in res["evaluation"]
+    assert any((wd / "checkpoints" / "vae1").iterdir())
+    # extending the truncated schedule resumes after epoch 0 instead of starting afresh
+    res2 = run.run(mod.EXPERIMENT, dataclasses.replace(cfg, max_epochs=2))
+    assert res2["epochs_trained"] == 2
+    assert _phases(wd) == [("vae1", 0), ("vae1", 1)] and "valid_L1" in _lines(wd)[-1]
+
+
+def _check_draw(res, cfg, wd, mod):
+    rec = res["no_attention_test_loglik"]
+    assert rec["method"] == "variational_bound" and rec["split"] == "test"
+    assert rec["bound"] == "lower" and rec["counts"]["examples"] == 100
+    assert res["no_attention_test_nll_bound"] == pytest.approx(-rec["value"]) and rec["value"] < 0
+    with pytest.raises(ConfigError, match="variants"):
+        cfglib.parse_args(mod.PRESETS, ["--config", "tiny", "--variants", "glimpse"])
+    with pytest.raises(ConfigError, match="read_n"):
+        cfglib.parse_args(mod.PRESETS, ["--config", "tiny", "--read_n", "1"])
+
+
+def _check_gumbel(res, cfg, wd, mod):
+    """τ = max(τ_min, τ0 exp(-r t)) follows the step count t rounded down to
+    ``anneal_every``: after 2 tiny epochs of 40 steps (4000 digits, batch 100), t = 80 and
+    τ = exp(-0.005 · 80) = 0.67 > τ_min = 0.5."""
+    elbo, ll = res["st_gumbel_test_discrete_elbo"], res["st_gumbel_test_loglik"]
+    assert elbo["method"] == "variational_bound" and ll["method"] == "importance"
+    assert elbo["value"] < 0 and ll["value"] < 0 and ll["counts"]["samples"] == 32
+    assert elbo["split"] == ll["split"] == "test" and ll["counts"]["examples"] > 0
+    assert res["st_gumbel_final_tau"] == pytest.approx(np.exp(-0.005 * 80), rel=1e-6)
+    with pytest.raises(ConfigError, match="estimators"):
+        cfglib.parse_args(mod.PRESETS, ["--config", "tiny", "--estimators", "vimco"])
+
+
+def _denoising_sane(res: dict) -> None:
+    assert res["psnr_wiener_db"] > res["psnr_noisy_db"]
+    # MAP descent starts at y and never raises its objective, so it cannot end far below y
+    assert np.isfinite(res["psnr_model_db"]) and res["psnr_model_db"] > res["psnr_noisy_db"]
+
+
+def _check_grbm(res, cfg, wd, mod):
+    w = data.load_whitening(wd / "whitening.npz")
+    assert np.asarray(w.forward).shape == (64, 64)
+    for key in ("test_loglik", "train_loglik"):
+        rec = res[key]
+        assert rec["method"] == "ais" and rec["bound"] == "upper" and rec["unit"] == "nats"
+        assert rec["counts"]["chains"] == cfg.ais_chains and np.isfinite(rec["value"])
+    gauss = res["gaussian_test_loglik"]
+    assert gauss["method"] == "exact" and gauss["split"] == "test" and np.isfinite(gauss["value"])
+    assert "patches" in res["test_loglik"]["dataset"]
+    log_det = float(np.linalg.slogdet(np.asarray(w.forward, np.float64))[1])
+    assert res["test_loglik_pixel_nats"] == pytest.approx(res["test_loglik"]["value"] + log_det)
+    lo, hi = res["variance_range"]
+    assert 0.01 * (1 - 1e-5) <= lo <= hi <= 10.0 * (1 + 1e-5)  # the clip of the tiny config
+    _denoising_sane(res)
+    res2 = run.run(mod.EXPERIMENT, cfg)  # finds the finished checkpoint: same model and AIS key
+    assert res2["log_z"] == pytest.approx(res["log_z"], abs=1e-4)
+    assert len(_lines(wd)) == cfg.epochs
+
+
+def _check_grbm_mnist(res, cfg, wd, mod):
+    assert "embedded" in res["data"] and "dequantised" in res["data"]
+    bpd, gauss = res["test_bits_per_dim"], res["gaussian_test_bits_per_dim"]
+    assert bpd["unit"] == "bits/dim" and bpd["bound"] == "lower"  # optimistic nats -> fewer bits
+    # E_u log p(x + u) <= log P(x) <= 0 for a density of dequantised pixels (Jensen), so the
+    # bits per pixel are positive; 200 test images x 784 pixels keep the u-noise far below
+    assert gauss["value"] > 0 and bpd["value"] > 0 and np.isfinite(bpd["value"])
+
+
+def _check_mcrbm(res, cfg, wd, mod):
+    _denoising_sane(res)
+    assert res["hmc_step_size_median"] > 0 and 0.0 <= res["mean_cov_hidden_on_test"] <= 1.0
+    recs = _lines(wd)  # validation denoising every denoise_every = 2 epochs
+    assert "psnr_valid_model_db" in recs[1] and "psnr_valid_model_db" not in recs[2]
+    with pytest.raises(ConfigError, match="different config"):  # no mixing of two runs
+        run.run(mod.EXPERIMENT, dataclasses.replace(cfg, n_mean=4))
+
+
+def _check_mpot(res, cfg, wd, mod):
+    _denoising_sane(res)
+    lo, hi = res["gamma_range"]
+    assert 0.5 <= lo <= hi  # the tiny config's gamma_min
+    assert res["c_norm_final"] == pytest.approx(1.5, rel=1e-4)  # the fixed filter norm
+
+
+def _check_ssrbm(res, cfg, wd, mod):
+    assert all(np.isfinite(r["free_energy_gap"]) and r["properness_bound"] < 1 for r in _lines(wd))
+    assert res["n_patches"] == 50
+    # every denoiser must beat the noisy input (by 4-6 dB here: measured in the tiny run)
+    for name in ("psnr_wiener_db", "psnr_model_db", "psnr_model_mmse_db"):
+        assert res[name] > res["psnr_noisy_db"] + 2, name
+    assert res["properness_bound"] < 1 and 0 < res["spike_rate_test"] < 1
+
+
+CHECKS: dict[str, Callable[..., None]] = {
+    "rbm_mnist": _check_rbm,
+    "dbm_mnist": _check_dbm,
+    "dbn_mnist": _check_dbn,
+    "mpdbm_mnist": _check_mpdbm,
+    "sbn_mnist": _check_sbn,
+    "nade_mnist": _check_nade,
+    "estimator_variance": _check_estimator_variance,
+    "vae_mnist": _check_vae,
+    "draw_mnist": _check_draw,
+    "gumbel_vae_mnist": _check_gumbel,
+    "grbm_patches": _check_grbm,
+    "grbm_mnist": _check_grbm_mnist,
+    "mcrbm_patches": _check_mcrbm,
+    "mpot_patches": _check_mpot,
+    "ssrbm_patches": _check_ssrbm,
+}
+
+# ----------------------------------------------------------------------------- kill and resume
+
+_TIMING = re.compile(r"seconds|_s$|^load_average$")  # wall-clock figures: differ between runs
+
+
+def _figures(obj: Any, path: str = "") -> dict[str, Any]:
+    """Every leaf of a results dict by its path, without the wall-clock figures."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if not _TIMING.search(k):
+                out |= _figures(v, f"{path}.{k}")
+        return out
+    if isinstance(obj, list):
+        out = {}
+        for i, v in enumerate(obj):
+            out |= _figures(v, f"{path}[{i}]")
+        return out
+    return {path: obj}
+
+
+#: Figures after a resume: the restored state is the saved float32 arrays bit for bit, the
+#: epoch keys are fold_in(root, epoch) and the compiled programs the same, so on one machine
+#: the figures are expected bit-identical.  Allowed: 8 float32 ulps (2^-24 · 8 ≈ 5e-7
+#: relative), should XLA sum a reduction in another order after a cache miss, and 1e-6
+#: absolute for figures near 0 (mean-field residuals).  A resume from the wrong state or key
+#: moves a trained figure by far more (one epoch changes log-likelihoods by nats).
+RTOL, ATOL = 5e-7, 1e-6
+
+
+def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, int | float) and isinstance(b, int | float) and (
+            math.isclose(a, b, rel_tol=RTOL, abs_tol=ATOL)
+        )  # fmt: skip
+    return a == b
+
+
+def _kill_and_resume(mod, cfg, wd: Path, killed_in: str) -> None:
+    """Simulate a run killed during phase ``killed_in`` (its newest checkpoint, every later
+    phase's checkpoints and results.json lost; its metrics lines may survive, as after a real
+    kill between the log line and the checkpoint), run the same config again, and check that
+    it resumed: the metrics lines of the epochs that kept their checkpoints are untouched,
+    exactly the lost epochs were trained again (new lines, same metrics), no epoch twice,
+    and the results have the same figures."""
+    names = list(_epochs_of(mod, cfg))
+    before, want = _lines(wd), _figures(json.loads((wd / "results.json").read_text()))
+    root = wd / "checkpoints"
+    steps = sorted(int(p.name) for p in (root / killed_in).iterdir() if p.name.isdigit())
+    later = names[names.index(killed_in) + 1 :]
+    shutil.rmtree(root / killed_in / str(steps[-1]))
+    for phase in later:
+        shutil.rmtree(root / phase, ignore_errors=True)
+    (wd / "results.json").unlink()
+    kept = steps[-2] if len(steps) > 1 else -1  # the epoch the resumed phase restarts after
+    lost = {(p, e) for p, e in _phases(wd) if (p == killed_in and e > kept) or p in later}
+    assert lost, "the kill must lose at least one epoch"
+
+    res = run.run(mod.EXPERIMENT, cfg)
+    after = _lines(wd)
+    assert [(r["phase"], r["epoch"]) for r in after] == [(r["phase"], r["epoch"]) for r in before]
+    for old, new in zip(before, after, strict=True):
+        if (old["phase"], old["epoch"]) not in lost:
+            assert new == old, f"epoch {old['epoch']} of {old['phase']} was trained again"
+            continue
+        assert (new["wall_s"], new["epoch_s"]) != (old["wall_s"], old["epoch_s"]), "not retrained"
+        a, b = _figures(old), _figures(new)
+        assert a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a), (old, new)
+    got = _figures(res)
+    assert got.keys() == want.keys()
+    bad = {k: (want[k], got[k]) for k in want if not _close(want[k], got[k])}
+    assert not bad, f"figures changed by the resume: {bad}"
+
+
+# ----------------------------------------------------------------------------------- the tests
+
+
+def test_every_experiment_has_a_case_a_check_and_a_family():
+    assert set(CASES) == set(CHECKS) == set(FILES)
+    assert sorted(n for f in FAMILIES.values() for n in f) == FILES
+    for family, names in FAMILIES.items():
+        assert len(set(names) & set(RESUME)) == 1, f"{family}: one kill-and-resume per family"
+
+
+def _run_case(name: str, wd: Path):
+    case = CASES[name]
+    mod = load_experiment(case.module)
+    cfg = tiny(f"{case.module}:{case.preset}", wd, **case.overrides)
+    return case, mod, cfg, run.run(mod.EXPERIMENT, cfg)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_smoke(name, tmp_path):
+    wd = tmp_path / "run"
+    case, mod, cfg, res = _run_case(name, wd)
+    _check_driver_contract(name, case, mod, cfg, res, wd)
+    CHECKS[name](res, cfg, wd, mod)
+    if name in RESUME:
+        _kill_and_resume(mod, cfg, wd, RESUME[name])
+
+
+_TRAINED = [n for n in FILES if n not in RESUME and n != "estimator_variance"]
+_SLOW_KILL = {"dbm_mnist": "joint"}  # as in the old test: killed in joint training
+_SLOW_OVERRIDES = {"vae_mnist": {"max_epochs": 2}, "draw_mnist": {"epochs": 2}}  # 2 epochs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _TRAINED)
+def test_kill_and_resume_slow(name, tmp_path):
+    """The kill-and-resume of the families' representatives for every other experiment that
+    trains (killed in its last phase unless said otherwise)."""
+    case = CASES[name]
+    mod = load_experiment(case.module)
+    over = {**case.overrides, **_SLOW_OVERRIDES.get(name, {})}
+    cfg = tiny(f"{case.module}:{case.preset}", tmp_path, **over)
+    run.run(mod.EXPERIMENT, cfg)
+    _kill_and_resume(mod, cfg, tmp_path, _SLOW_KILL.get(name, list(_epochs_of(mod, cfg))[-1]))
