@@ -1,7 +1,7 @@
 """Evaluation: one log-likelihood record and its front-ends, training diagnostics, sample
 scores and visualisation helpers."""
 
-from egm.eval import decoder, denoise, published, realvalued, sample_quality
+from egm.eval import decoder, denoise, features, published, realvalued, sample_quality
 from egm.eval.autoregressive import enumerate_log_probs, top_half_mask
 from egm.eval.baselines import gaussian_log_likelihood
 from egm.eval.decoder import (
@@ -11,6 +11,13 @@ from egm.eval.decoder import (
     vae_decoder_log_likelihood,
     vae_log_likelihood_fn,
     vae_simulator,
+)
+from egm.eval.features import (
+    FeatureNet,
+    MNISTClassifier,
+    class_probs,
+    load_feature_net,
+    save_feature_net,
 )
 from egm.eval.likelihood import (
     ais_log_likelihood,
@@ -54,6 +61,12 @@ from egm.eval.units import bits_per_dim, pixel_log_det
 from egm.eval.visualize import tile_images
 
 __all__ = [
+    "FeatureNet",
+    "MNISTClassifier",
+    "class_probs",
+    "features",
+    "load_feature_net",
+    "save_feature_net",
     "BOUNDS",
     "METHODS",
     "PUBLISHED",

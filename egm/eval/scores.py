@@ -46,8 +46,9 @@ def sample_scores(
     disjoint test subsets of that size) exists; Parzen uses all N samples (the protocol's
     10,000 when N = 10,000) with the bandwidth chosen on ``parzen_valid`` validation digits
     and the figure on ``parzen_test`` test digits.  Returns flat results: floats, the Parzen
-    :class:`~egm.eval.LogLikelihood` record, and the copy check's summaries (without the
-    per-sample index arrays)."""
+    :class:`~egm.eval.LogLikelihood` record, the copy check's summaries (without the
+    per-sample index arrays) and ``copy_grid``, the image of the ``copy_show`` samples closest
+    to a training digit, each beside that digit (the driver saves it as a PNG)."""
     from egm.eval import features as fnet
 
     samples = np.asarray(samples, np.float32)
@@ -85,6 +86,9 @@ def sample_scores(
             "egm only, not with Inception-based FIDs"
         ),
     }
+    grid = copy.get("pixels", {}).get("grid")
+    if grid is not None:  # each row: a sample, then its nearest training digit (pixels)
+        out["copy_grid"] = np.asarray(grid)
     for space, summary in copy.items():
         if not isinstance(summary, dict):
             continue

@@ -268,6 +268,12 @@ class _Run:
                 k_score, np.asarray(samples), binary["train"], binary["valid"], binary["test"],
                 dataset=getattr(data, "source", "unknown"), protocol=getattr(data, "protocol", ""),
             )  # fmt: skip
+            grid = scores.pop("copy_grid", None)
+            if grid is not None and member == 0:
+                self.wd.save_png(
+                    f"{name + '_' if name else ''}copies.png", grid,
+                    "model samples closest to a training digit, each beside that digit",
+                )  # fmt: skip
             out.update({(f"{name}_{k}" if name else k): v for k, v in scores.items()})
         return out
 

@@ -101,9 +101,12 @@ CASES: dict[str, Case] = {
                          files=("whitening.npz", "params.npz")),
     "ssrbm_patches": Case("ssrbm_patches", overrides={"epochs": 2},
                           pngs=("samples.png", "filters.png"), files=("whitening.npz",)),
+    "mnist_classifier": Case("mnist_classifier", pngs=("misclassified.png",),
+                             files=("mnist_classifier.npz",)),
 }  # fmt: skip
 
 FAMILIES = {
+    "feature net": ("mnist_classifier",),
     "RBM": ("rbm_mnist",),
     "DBM/DBN": ("dbm_mnist", "dbn_mnist", "mpdbm_mnist"),
     "directed": ("sbn_mnist", "nade_mnist", "estimator_variance"),
@@ -117,6 +120,7 @@ FAMILIES = {
 #: 1-3 s), except DBM/DBN: dbn_mnist's kill during the second greedy layer (layer 0
 #: restored, layer 1 resumed, fine-tuning retrained) is the multi-phase case, 2 s.
 RESUME = {
+    "mnist_classifier": "train",
     "rbm_mnist": "train",
     "dbn_mnist": "layer1",
     "sbn_mnist": "train",
@@ -410,6 +414,23 @@ def _check_mpot(res, cfg, wd, mod):
     assert res["c_norm_final"] == pytest.approx(1.5, rel=1e-4)  # the fixed filter norm
 
 
+def _check_classifier(res, cfg, wd, mod):
+    """One epoch on 500 embedded images: the test error on the 1000 embedded test digits with
+    its binomial s.e.; the written weights load with egm.eval.features and reproduce that
+    error exactly (same weights, same digits, same deterministic forward pass)."""
+    from egm.eval import features as fnet
+
+    p = res["test_error"]
+    assert res["n_test"] == 1000 and res["n_train"] == 500 and 0.0 <= res["valid_error"] <= 1.0
+    assert 0.0 < p < 0.9  # better than chance after one epoch (chance: 0.9)
+    assert res["test_error_stderr"] == pytest.approx(np.sqrt(p * (1 - p) / 1000))
+    net = fnet.load_feature_net(wd / "mnist_classifier.npz")
+    assert net.meta["experiment"] == "mnist_classifier" and net.meta["n_train"] == 500
+    x, y = mod.load(cfg).test
+    err = float(np.mean(np.asarray(fnet.class_probs(x, net)).argmax(1) != y))
+    assert err == pytest.approx(p, abs=1e-12)
+
+
 def _check_ssrbm(res, cfg, wd, mod):
     assert all(np.isfinite(r["free_energy_gap"]) and r["properness_bound"] < 1 for r in _lines(wd))
     assert res["n_patches"] == 50
@@ -435,6 +456,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "mcrbm_patches": _check_mcrbm,
     "mpot_patches": _check_mpot,
     "ssrbm_patches": _check_ssrbm,
+    "mnist_classifier": _check_classifier,
 }
 
 # ----------------------------------------------------------------------------- kill and resume
