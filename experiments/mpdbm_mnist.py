@@ -26,7 +26,7 @@ import numpy as np
 
 from egm import data, eval, run, train
 from egm.data.validate import check_binary
-from egm.estimators import mpdbm
+from egm.estimators import ais, mpdbm
 from egm.run.config import MNISTFields, at_least, field, greater_than, in_range, one_of
 from egm.train import classifier, dbm_step
 
@@ -44,6 +44,13 @@ class Config(MNISTFields):
     epochs: int = field(20, check=at_least(1))
     batch_size: int = field(100, check=at_least(1))
     learning_rate: float = field(3e-4, check=greater_than(0), sweep=True, help="Adam")
+    # the test log-likelihood bound (labels summed out): AIS bracket on log Z, mean field
+    ais_chains: int = field(100, check=at_least(2), eval_only=True)
+    ais_temps: int = field(20000, check=at_least(3), eval_only=True)
+    reverse_burn_in: int = field(1000, check=at_least(0), eval_only=True,
+                                 help="Gibbs sweeps at beta=1 before reverse AIS")  # fmt: skip
+    mf_tol: float = field(1e-5, check=greater_than(0), eval_only=True)
+    mf_max_iter: int = field(100, check=at_least(1), eval_only=True)
     checkpoint_every: int = field(1, check=at_least(1), eval_only=True)
     workdir: str = field("runs/mpdbm_mnist", eval_only=True)
 
@@ -51,7 +58,8 @@ class Config(MNISTFields):
 # fmt: off
 PRESETS = {
     "default": Config(),
-    "tiny": Config(n_h1=16, n_h2=12, mean_field_iters=3, epochs=2, progress=False,
+    "tiny": Config(n_h1=16, n_h2=12, mean_field_iters=3, epochs=2, ais_chains=8, ais_temps=100,
+                   reverse_burn_in=0, mf_max_iter=20, progress=False,
                    workdir="runs/mpdbm_mnist_tiny"),
     "full": Config(source="auto", epochs=100, workdir="runs/mpdbm_mnist_full"),
 }
@@ -95,7 +103,17 @@ def data_check(cfg: Config, xy) -> None:
 
 def evaluate(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
     state = done["train"]
+    params = mpdbm.ordinary(state.params, state.aux)
+    bound = eval.mpdbm_log_likelihood_bound(
+        key, params, d.binary["test"], ais.base_rate_biases(d.binary["train"]), reverse=True,
+        reverse_burn_in=cfg.reverse_burn_in, n_chains=cfg.ais_chains,
+        betas=ais.betas_salakhutdinov_murray(cfg.ais_temps), mf_tol=cfg.mf_tol,
+        mf_max_iter=cfg.mf_max_iter, dataset=d.source, split="test", protocol=d.protocol,
+    )  # fmt: skip
     return {
+        "test_loglik_bound": bound,
+        "log_z": bound.extras["log_z_forward"],
+        "log_z_reverse": bound.extras["log_z_reverse"],
         "test_error": error(cfg, d, state, "test"),
         "valid_error": error(cfg, d, state, "valid"),
         "n_train": int(d.train.shape[0]),

@@ -11,7 +11,18 @@ from egm.estimators import (
     importance,
     mpdbm,
 )
-from egm.estimators.ais import AISResult, dbm_ais, grbm_ais, rbm_ais, rbm_reverse_ais
+from egm.estimators.ais import (
+    AISResult,
+    BidirectionalAIS,
+    dbm_ais,
+    dbm_bidirectional_ais,
+    dbm_reverse_ais,
+    grbm_ais,
+    mpdbm_as_dbm,
+    rbm_ais,
+    rbm_bidirectional_ais,
+    rbm_reverse_ais,
+)
 from egm.estimators.contrastive import cd_gradient, centered_gradient, pcd_gradient
 from egm.estimators.decoder_ais import (
     BDMCResult,
@@ -32,6 +43,11 @@ from egm.estimators.gradients import (
 from egm.estimators.importance import ISEstimate, importance_log_likelihood, log_mean_exp
 
 __all__ = [
+    "BidirectionalAIS",
+    "dbm_bidirectional_ais",
+    "dbm_reverse_ais",
+    "mpdbm_as_dbm",
+    "rbm_bidirectional_ais",
     "AISResult",
     "BDMCResult",
     "DecoderAISResult",

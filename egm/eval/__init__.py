@@ -26,6 +26,7 @@ from egm.eval.likelihood import (
     importance_record,
     importance_sampled_log_likelihood,
     mean_negative_free_energy,
+    mpdbm_log_likelihood_bound,
     rbm_log_likelihood_bracket,
 )
 from egm.eval.metrics import (
@@ -61,6 +62,7 @@ from egm.eval.units import bits_per_dim, pixel_log_det
 from egm.eval.visualize import tile_images
 
 __all__ = [
+    "mpdbm_log_likelihood_bound",
     "FeatureNet",
     "MNISTClassifier",
     "class_probs",

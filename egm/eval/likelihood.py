@@ -14,7 +14,14 @@
 * :func:`dbn_log_likelihood_bound`: the DBN variational lower bound with AIS for the top
   RBM (Salakhutdinov & Murray 2008; ``"variational_bound"``).
 * :func:`dbm_log_likelihood_bound`: the DBM mean-field bound with AIS for ``log Z``
-  (Salakhutdinov & Hinton 2009; ``"variational_bound"``).
+  (Salakhutdinov & Hinton 2009; ``"variational_bound"``); :func:`mpdbm_log_likelihood_bound`
+  the same for a multi-prediction DBM with its labels summed out.
+
+The three bounds take forward AIS for ``log Z`` (the value, optimistic by the AIS error) and,
+with a reverse run (``reverse=True`` or a ``BidirectionalAIS``), a bracket ``[lower, upper]``
+of the bound itself: ``bound="lower"`` with ``lower``/``upper`` set, by the rule of
+:func:`egm.eval.record.bracket_from_log_z`.  ``lower`` (reverse AIS) is the conservative
+figure.
 
 Conventions of every record: ``stderr`` is the Monte-Carlo standard error for the examples
 given; ``stderr_examples`` the spread of the per-example values (``sd / √N``).
@@ -22,6 +29,7 @@ given; ``stderr_examples`` the spread of the per-example values (``sd / √N``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,8 +43,9 @@ from egm.data.validate import check_binary, check_shape
 from egm.energies import dbm, rbm
 from egm.energies.rbm import RBMParams
 from egm.errors import ConfigError, DataError
-from egm.estimators import ais
+from egm.estimators import ais, mpdbm
 from egm.estimators.importance import ISEstimate, LogWeightsFn, importance_log_likelihood
+from egm.estimators.mpdbm import MPDBMParams
 from egm.eval.metrics import mean_free_energy
 from egm.eval.record import LogLikelihood, bracket_from_log_z
 from egm.models import dbn as dbn_lib
@@ -240,6 +249,85 @@ def importance_sampled_log_likelihood(
     return importance_record(est, dataset=dataset, split=split, protocol=protocol)
 
 
+_BRACKET_NOTE = (
+    "the bracket is on the bound itself (the bound with the exact log Z): lower side from "
+    "reverse AIS (conservative: below the log-likelihood in expectation when the reverse "
+    "chains start from model samples), upper side from forward AIS"
+)
+
+
+def _bound_bracket(
+    unnorm: float,
+    se_unnorm: float,
+    bi: ais.BidirectionalAIS,
+    z: float,
+    *,
+    counts: dict,
+    extras: dict,
+    notes: str,
+    stderr_examples: float | None,
+    dataset: str,
+    split: str,
+    protocol: str,
+) -> LogLikelihood:
+    """The record of a variational bound ``unnorm - log Z`` with an AIS bracket on ``log Z``.
+
+    ``unnorm``: the mean over examples of the bound without ``log Z`` (``mean -F(v)`` of
+    :func:`egm.eval.record.bracket_from_log_z`), with Monte-Carlo error ``se_unnorm`` (0 when
+    deterministic).  The rule is :func:`bracket_from_log_z`'s (estimate from the forward
+    ``log Ẑ``; sides ``unnorm - (log Ẑ_rev + z·se_r)`` and ``unnorm - (log Ẑ_fwd - z·se_f)``;
+    ``consistent=False`` and the covering interval when the two directions cross), with the
+    standard errors of the two sides widened in quadrature by ``se_unnorm`` (the noise of
+    ``unnorm`` is common to both sides, so it does not enter the crossing test).  Method
+    ``"variational_bound"`` with ``bound="lower"``.
+    """
+    fwd, rev = bi.forward, bi.reverse
+    lz_f, se_f = float(fwd.log_z), float(fwd.log_z_se)
+    lz_r, se_r = float(rev.log_z), float(rev.log_z_se)
+    counts = {
+        **counts,
+        "chains": int(fwd.log_weights.shape[0]),
+        "chains_reverse": int(rev.log_weights.shape[0]),
+        "temperatures": int(bi.temperatures),
+        "reverse_burn_in": int(bi.burn_in),
+    }
+    rec = bracket_from_log_z(
+        unnorm,
+        lz_f,
+        se_f,
+        lz_r,
+        se_r,
+        z,
+        ess_forward=float(fwd.ess),
+        ess_reverse=float(rev.ess),
+        counts=counts,
+        stderr_examples=stderr_examples,
+        dataset=dataset,
+        split=split,
+        protocol=protocol,
+        notes=f"{notes}; {_BRACKET_NOTE}",
+    )
+    lower_side = rec.extras["lower_side"] - z * (math.hypot(se_r, se_unnorm) - se_r)
+    upper_side = rec.extras["upper_side"] + z * (math.hypot(se_f, se_unnorm) - se_f)
+    ex = {k: v for k, v in rec.extras.items() if k != "mean_negative_free_energy"}
+    return dataclasses.replace(
+        rec,
+        method="variational_bound",
+        bound="lower",
+        stderr=math.hypot(se_f, se_unnorm),
+        lower=min(lower_side, upper_side, rec.value),
+        upper=max(lower_side, upper_side, rec.value),
+        extras={
+            **ex,
+            "lower_side": lower_side,
+            "upper_side": upper_side,
+            "reverse_start": bi.start,
+            "mean_bound_without_log_z": unnorm,
+            **extras,
+        },
+    )
+
+
 def dbn_log_likelihood_bound(
     key: PRNGKeyArray,
     dbn: Sequence[RBMParams],
@@ -247,25 +335,46 @@ def dbn_log_likelihood_bound(
     *,
     base_b: Float[Array, " T"] | None = None,
     log_z_top: float | None = None,
+    ais_result: ais.AISResult | ais.BidirectionalAIS | None = None,
+    reverse: bool = False,
+    reverse_burn_in: int = 1000,
     n_chains: int = 100,
     betas: Float[Array, " K1"] | np.ndarray | None = None,
     n_samples: int = 10,
+    z: float = 3.0,
     dataset: str = "unknown",
     split: str = "test",
     protocol: str = "unknown",
 ) -> LogLikelihood:
     """The DBN variational lower bound on ``mean log p(v)`` (§20.3) as a record.
 
-    Give ``base_b`` (the base-rate model over the top RBM's visible layer) for
-    :func:`egm.models.dbn.ais_lower_bound` (forward AIS for ``log Z_top``, ``n_chains`` x
-    ``len(betas) - 1`` temperatures), or ``log_z_top`` (exact, tiny top RBMs) for
-    :func:`egm.models.dbn.lower_bound`; ``n_samples`` samples of Q per example either way.
-    ``stderr`` combines the Q-sampling and AIS errors; ``bound="lower"`` (with AIS it is
-    stochastic: forward AIS under-estimates ``log Z_top``, so it can be optimistic by the
-    AIS error)."""
-    if (base_b is None) == (log_z_top is None):
+    ``log Z_top`` of the top RBM comes from exactly one of: ``base_b`` (the base-rate model
+    over the top RBM's visible layer; forward AIS with ``n_chains`` x ``len(betas) - 1``
+    temperatures, :func:`egm.models.dbn.ais_lower_bound`, and with ``reverse=True`` also
+    reverse AIS from the forward run's final states after ``reverse_burn_in`` Gibbs sweeps,
+    :func:`egm.estimators.ais.rbm_bidirectional_ais`); ``ais_result`` (a finished run of the
+    top RBM, to share it between splits: an ``AISResult`` for the forward side only, a
+    ``BidirectionalAIS`` for the bracket; ``key`` then only draws Q); or ``log_z_top``
+    (exact, tiny top RBMs; :func:`egm.models.dbn.lower_bound`; ``reverse`` is then moot).
+    ``n_samples`` samples of Q per example either way.
+
+    ``value`` is the bound with the forward ``log Ẑ_top``; ``bound="lower"`` (with AIS it is
+    stochastic: forward AIS under-estimates ``log Z_top``, so the value can be optimistic by
+    the AIS error).  With a reverse run ``[lower, upper]`` brackets the bound (rule of
+    :func:`egm.eval.record.bracket_from_log_z`, ``z`` standard errors, sides widened in
+    quadrature by the Q-sampling error ``stderr_q``); ``lower`` is the conservative figure.
+    ``stderr`` combines the Q-sampling and forward AIS errors.
+    """
+    given = [x is not None for x in (base_b, log_z_top, ais_result)]
+    if sum(given) != 1:
         raise ConfigError(
-            "give exactly one of base_b (AIS for log Z_top) and log_z_top (a known value)"
+            "give exactly one of base_b (AIS for log Z_top), ais_result (a finished AIS run of "
+            "the top RBM) and log_z_top (a known value)"
+        )
+    if reverse and isinstance(ais_result, ais.AISResult):
+        raise ConfigError(
+            "reverse=True with a forward-only ais_result: for a bracket pass a BidirectionalAIS "
+            "of the top RBM (egm.estimators.ais.rbm_bidirectional_ais) as ais_result"
         )
     fields = dict(bound="lower", dataset=dataset, split=split, protocol=protocol)
     if log_z_top is not None:
@@ -280,21 +389,67 @@ def dbn_log_likelihood_bound(
             extras={"log_z_top": float(log_z_top), "stderr_q": lb.se_q},
             **fields,
         )
-    res = dbn_lib.ais_lower_bound(
-        key, dbn, v, base_b, n_chains=n_chains, betas=betas, n_samples=n_samples
+    if base_b is not None and not reverse:
+        res = dbn_lib.ais_lower_bound(
+            key, dbn, v, base_b, n_chains=n_chains, betas=betas, n_samples=n_samples
+        )
+        return _dbn_forward_record(res, fields)
+    if base_b is not None:
+        dbn = dbn_lib.check(dbn)
+        key, k_ais = jax.random.split(key)
+        ais_result = ais.rbm_bidirectional_ais(
+            k_ais, dbn[-1], base_b, n_chains=n_chains, betas=betas, burn_in=reverse_burn_in
+        )
+    fwd = ais_result.forward if isinstance(ais_result, ais.BidirectionalAIS) else ais_result
+    lb = dbn_lib.lower_bound(key, dbn, v, fwd.log_z, n_samples=n_samples)
+    lz, se_z = float(fwd.log_z), float(fwd.log_z_se)
+    if isinstance(ais_result, ais.AISResult):  # a given forward run: its schedule, if told
+        res = dbn_lib.DBNBound(
+            bound=lb.bound,
+            se=float(np.hypot(lb.se_q, se_z)),
+            se_q=lb.se_q,
+            log_z_top=lz,
+            log_z_top_se=se_z,
+            ais_ess=float(fwd.ess),
+            n_samples=n_samples,
+            n_chains=int(fwd.log_weights.shape[0]),
+            n_temps=_n_temps(betas),
+            per_example=lb.per_example,
+        )
+        return _dbn_forward_record(res, fields, temperatures=betas is not None)
+    return _bound_bracket(
+        lb.bound + lz,
+        lb.se_q,
+        ais_result,
+        z,
+        counts={"examples": int(lb.per_example.shape[0]), "samples": int(n_samples)},
+        extras={"log_z_top": lz, "log_z_top_se": se_z, "stderr_q": lb.se_q},
+        notes="DBN variational bound, log Z_top by forward and reverse AIS of the top RBM",
+        stderr_examples=_se_of_mean(lb.per_example),
+        dataset=dataset,
+        split=split,
+        protocol=protocol,
     )
+
+
+def _dbn_forward_record(
+    res: dbn_lib.DBNBound, fields: dict, *, temperatures: bool = True
+) -> LogLikelihood:
+    """The forward-only DBN record (``temperatures``: whether ``res.n_temps`` is known)."""
+    counts = {
+        "examples": int(res.per_example.shape[0]),
+        "samples": int(res.n_samples),
+        "chains": int(res.n_chains),
+        "ess_forward": res.ais_ess,
+    }
+    if temperatures:
+        counts["temperatures"] = int(res.n_temps)
     return LogLikelihood(
         value=res.bound,
         method="variational_bound",
         stderr=res.se,
         stderr_examples=_se_of_mean(res.per_example),
-        counts={
-            "examples": int(res.per_example.shape[0]),
-            "samples": int(n_samples),
-            "chains": int(res.n_chains),
-            "temperatures": int(res.n_temps),
-            "ess_forward": res.ais_ess,
-        },
+        counts=counts,
         notes="DBN variational bound, log Z_top by forward AIS (can be optimistic by the "
         "AIS error)",
         extras={
@@ -315,15 +470,128 @@ def _dbm_bounds(params, v, *, tol, max_iter, init):
     return jax.vmap(one)(v)
 
 
+@jax.jit(static_argnames=("tol", "max_iter", "init"))
+def _mpdbm_bounds(params, v, *, tol, max_iter, init):
+    """Per-class mean field: ``logsumexp_k [c_k + bound_k(v)]`` with ``bound_k`` the DBM
+    bound of the DBM that clamps the label to class ``k`` (its top bias ``b_L + U_{:,k}``)."""
+    weights, biases = params.dbm.weights, params.dbm.biases
+    n_classes = params.label_b.shape[0]
+
+    def one(x):
+        def per_class(k):
+            p_k = dbm.DBMParams(weights, (*biases[:-1], biases[-1] + params.label_W[:, k]))
+            mu, info = dbm.mean_field(p_k, x, tol=tol, max_iter=max_iter, init=init)
+            return params.label_b[k] + dbm.variational_bound(p_k, x, mu), info.n_iter, info.residual
+
+        b, it, res = jax.vmap(per_class)(jnp.arange(n_classes))
+        return jax.nn.logsumexp(b), jnp.max(it), jnp.max(res)
+
+    return jax.vmap(one)(v)
+
+
+def _bidirectional(
+    key,
+    params,
+    base_b,
+    ais_result,
+    *,
+    reverse: bool,
+    reverse_burn_in: int,
+    reverse_start,
+    n_chains: int,
+    betas,
+    softmax_top: bool,
+):
+    """The forward run or the forward/reverse pair behind a DBM-family bound."""
+    if isinstance(ais_result, ais.BidirectionalAIS):
+        return ais_result
+    if reverse and ais_result is not None:
+        raise ConfigError(
+            "reverse=True with a forward-only ais_result: to reuse finished runs for a bracket "
+            "pass a BidirectionalAIS (egm.estimators.ais.dbm_bidirectional_ais) as ais_result"
+        )
+    if ais_result is not None:
+        return ais_result
+    if base_b is None:
+        raise ConfigError("give base_b (the AIS base-rate model) or a finished ais_result")
+    if reverse:
+        return ais.dbm_bidirectional_ais(
+            key,
+            params,
+            base_b,
+            n_chains=n_chains,
+            betas=betas,
+            burn_in=reverse_burn_in,
+            x_start=reverse_start,
+            softmax_top=softmax_top,
+        )
+    return ais.dbm_ais(key, params, base_b, n_chains=n_chains, betas=betas, softmax_top=softmax_top)
+
+
+def _dbm_family_record(
+    per_example_unnorm: np.ndarray,
+    iters: np.ndarray,
+    resid: np.ndarray,
+    res: ais.AISResult | ais.BidirectionalAIS,
+    temps: int | None,
+    z: float,
+    model: str,
+    fields: dict,
+) -> LogLikelihood:
+    mf = {"mf_mean_iterations": float(iters.mean()), "mf_max_residual": float(resid.max())}
+    if isinstance(res, ais.BidirectionalAIS):
+        fwd = res.forward
+        return _bound_bracket(
+            float(per_example_unnorm.mean()),
+            0.0,
+            res,
+            z,
+            counts={"examples": int(per_example_unnorm.shape[0])},
+            extras={"log_z": float(fwd.log_z), "log_z_se": float(fwd.log_z_se), **mf},
+            notes=f"{model} mean-field bound, log Z by forward and reverse AIS",
+            stderr_examples=_se_of_mean(per_example_unnorm),
+            **fields,
+        )
+    lz, se = float(res.log_z), float(res.log_z_se)
+    counts = {"chains": int(res.log_weights.shape[0]), "ess_forward": float(res.ess)}
+    if temps is not None:
+        counts["temperatures"] = temps
+    return LogLikelihood.from_per_example(
+        per_example_unnorm - lz,
+        "variational_bound",
+        stderr=se,
+        bound="lower",
+        counts=counts,
+        notes=f"{model} mean-field bound, log Z by forward AIS (can be optimistic by the AIS "
+        "error)",
+        extras={"log_z": lz, "log_z_se": se, **mf},
+        **fields,
+    )
+
+
+def _chunked_bounds(fn, params, v, chunk, **kw):
+    vals, iters, resid = [], [], []
+    for i in range(0, v.shape[0], chunk):
+        b, it, r = fn(params, v[i : i + chunk], **kw)
+        vals.append(np.asarray(b, np.float64))
+        iters.append(np.asarray(it))
+        resid.append(np.asarray(r))
+    return np.concatenate(vals), np.concatenate(iters), np.concatenate(resid)
+
+
 def dbm_log_likelihood_bound(
     key: PRNGKeyArray,
     params: dbm.DBMParams,
     v: Float[Array, "N V"],
     base_b: Float[Array, " V"] | None = None,
     *,
-    ais_result: ais.AISResult | None = None,
+    ais_result: ais.AISResult | ais.BidirectionalAIS | None = None,
+    reverse: bool = False,
+    reverse_burn_in: int = 1000,
+    reverse_start: tuple[Float[Array, "C n"], ...] | None = None,
     n_chains: int = 100,
     betas: Float[Array, " K1"] | np.ndarray | None = None,
+    z: float = 3.0,
     mf_tol: float = 1e-5,
     mf_max_iter: int = 200,
     mf_init: str = "half",
@@ -336,48 +604,84 @@ def dbm_log_likelihood_bound(
     (§20.4.2, eq. 20.31; Salakhutdinov & Hinton 2009) as a record.
 
     ``Q`` is the mean-field fixed point of :func:`egm.energies.dbm.mean_field` (``mf_tol``,
-    ``mf_max_iter``, ``mf_init``); ``log Ẑ`` comes from forward AIS
+    ``mf_max_iter``, ``mf_init``).  ``log Ẑ`` comes from forward AIS
     (:func:`egm.estimators.ais.dbm_ais` from the base-rate model ``base_b``, ``n_chains`` x
-    ``len(betas) - 1`` temperatures), or from ``ais_result`` to reuse one run for several
-    splits (then ``key`` and ``base_b`` are unused).  ``stderr`` is the AIS standard error
-    (mean field is deterministic); the bound is stochastic through ``log Ẑ``, optimistic by
-    the AIS error in expectation.  ``extras`` has the mean-field iterations and the largest
-    residual (a residual above ``mf_tol`` means some examples did not converge)."""
+    ``len(betas) - 1`` temperatures); with ``reverse=True`` also from reverse AIS
+    (:func:`egm.estimators.ais.dbm_reverse_ais`, started from ``reverse_start``, the odd
+    layers of approximate model samples such as persistent chains, or by default from the
+    forward run's final states, after ``reverse_burn_in`` Gibbs sweeps at ``β = 1``).  To reuse
+    runs for several splits pass ``ais_result`` (an ``AISResult`` of the forward side, or a
+    :class:`~egm.estimators.ais.BidirectionalAIS` for the bracket); then ``key`` and
+    ``base_b`` are unused.
+
+    ``value`` is the bound with the forward ``log Ẑ`` and ``stderr`` the forward AIS error
+    (mean field is deterministic): stochastic, optimistic by the AIS error in expectation,
+    ``bound="lower"``.  With the reverse run, ``[lower, upper]`` brackets the bound (rule of
+    :func:`egm.eval.record.bracket_from_log_z` with ``z`` standard errors): ``lower`` is the
+    conservative figure (a lower bound on the log-likelihood as long as reverse AIS
+    over-estimates ``log Z``); ``consistent=False`` with a note when the directions cross.
+    ``extras`` has both ``log Ẑ``, the mean-field iterations and the largest residual (a
+    residual above ``mf_tol`` means some examples did not converge)."""
     v = jnp.asarray(v, jnp.float32)
     check_shape(v, params.biases[0].shape[0], "data")
     check_binary(v, "data")
     temps = _n_temps(betas) if ais_result is None or betas is not None else None
-    if ais_result is None:
-        if base_b is None:
-            raise ConfigError("give base_b (the AIS base-rate model) or a finished ais_result")
-        ais_result = ais.dbm_ais(key, params, base_b, n_chains=n_chains, betas=betas)
-    vals, iters, resid = [], [], []
-    for i in range(0, v.shape[0], chunk):
-        b, it, r = _dbm_bounds(
-            params, v[i : i + chunk], tol=mf_tol, max_iter=mf_max_iter, init=mf_init
-        )
-        vals.append(np.asarray(b, np.float64))
-        iters.append(np.asarray(it))
-        resid.append(np.asarray(r))
-    lz, se = float(ais_result.log_z), float(ais_result.log_z_se)
-    iters, resid = np.concatenate(iters), np.concatenate(resid)
-    counts = {"chains": int(ais_result.log_weights.shape[0]), "ess_forward": float(ais_result.ess)}
-    if temps is not None:
-        counts["temperatures"] = temps
-    return LogLikelihood.from_per_example(
-        np.concatenate(vals) - lz,
-        "variational_bound",
-        stderr=se,
-        bound="lower",
-        counts=counts,
-        dataset=dataset,
-        split=split,
-        protocol=protocol,
-        notes="DBM mean-field bound, log Z by forward AIS (can be optimistic by the AIS error)",
-        extras={
-            "log_z": lz,
-            "log_z_se": se,
-            "mf_mean_iterations": float(iters.mean()),
-            "mf_max_residual": float(resid.max()),
-        },
+    res = _bidirectional(
+        key, params, base_b, ais_result, reverse=reverse, reverse_burn_in=reverse_burn_in,
+        reverse_start=reverse_start, n_chains=n_chains, betas=betas, softmax_top=False,
+    )  # fmt: skip
+    b, iters, resid = _chunked_bounds(
+        _dbm_bounds, params, v, chunk, tol=mf_tol, max_iter=mf_max_iter, init=mf_init
     )
+    fields = dict(dataset=dataset, split=split, protocol=protocol)
+    return _dbm_family_record(b, iters, resid, res, temps, z, "DBM", fields)
+
+
+def mpdbm_log_likelihood_bound(
+    key: PRNGKeyArray,
+    params: MPDBMParams,
+    v: Float[Array, "N V"],
+    base_b: Float[Array, " V"] | None = None,
+    *,
+    ais_result: ais.AISResult | ais.BidirectionalAIS | None = None,
+    reverse: bool = False,
+    reverse_burn_in: int = 1000,
+    reverse_start: tuple[Float[Array, "C n"], ...] | None = None,
+    n_chains: int = 100,
+    betas: Float[Array, " K1"] | np.ndarray | None = None,
+    z: float = 3.0,
+    mf_tol: float = 1e-5,
+    mf_max_iter: int = 200,
+    mf_init: str = "half",
+    chunk: int = 1000,
+    dataset: str = "unknown",
+    split: str = "test",
+    protocol: str = "unknown",
+) -> LogLikelihood:
+    r"""A variational lower bound on ``mean log p(v)`` of a multi-prediction DBM
+    (:mod:`egm.estimators.mpdbm`, labels summed out), as a record.
+
+    ``log p(v) = log Σ_k Σ_h exp(-E(v, h, y=k)) - log Z``.  For each class ``k`` the label
+    clamped to ``k`` leaves a DBM with top bias ``b_L + U_{:,k}`` and the constant ``c_k``;
+    its mean-field bound ``B_k(v) ≤ log Σ_h exp(-E(v, h, k))`` (:func:`dbm_log_likelihood_bound`'s
+    ``Q``, one fixed point per class) gives ``log Σ_k exp(B_k(v)) - log Z ≤ log p(v)``.
+    ``log Z`` is that of the DBM with a softmax top layer
+    (:func:`egm.estimators.ais.mpdbm_as_dbm`, ``softmax_top=True``); ``ais_result`` must be
+    a run of those parameters.  Arguments, bracket and record as in
+    :func:`dbm_log_likelihood_bound`; ``mf_max_residual`` is over all examples and classes.
+    """
+    mpdbm.check_params(params)
+    v = jnp.asarray(v, jnp.float32)
+    check_shape(v, params.dbm.biases[0].shape[0], "data")
+    check_binary(v, "data")
+    temps = _n_temps(betas) if ais_result is None or betas is not None else None
+    res = _bidirectional(
+        key, ais.mpdbm_as_dbm(params), base_b, ais_result, reverse=reverse,
+        reverse_burn_in=reverse_burn_in, reverse_start=reverse_start, n_chains=n_chains,
+        betas=betas, softmax_top=True,
+    )  # fmt: skip
+    b, iters, resid = _chunked_bounds(
+        _mpdbm_bounds, params, v, chunk, tol=mf_tol, max_iter=mf_max_iter, init=mf_init
+    )
+    fields = dict(dataset=dataset, split=split, protocol=protocol)
+    return _dbm_family_record(b, iters, resid, res, temps, z, "MP-DBM (labels summed out)", fields)

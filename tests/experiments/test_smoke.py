@@ -231,6 +231,9 @@ def _check_dbm(res, cfg, wd, mod):
     assert rec["value"] < 0 and rec["split"] == "test" and np.isfinite(res["log_z"])
     assert res["train_loglik_bound"]["split"] == "train"
     assert 0.0 <= res["test_error"] <= 1.0 and res["mean_field_residual_max"] <= 1e-5
+    assert rec["lower"] <= rec["value"] <= rec["upper"]  # forward + reverse AIS bracket
+    assert rec["counts"]["reverse_burn_in"] == cfg.reverse_burn_in
+    assert np.isfinite(res["log_z_reverse"])
     assert _phases(wd) == [("pretrain0", 0), ("pretrain1", 0), ("joint", 0), ("joint", 1),
                            ("finetune", 0)]  # fmt: skip
 
@@ -241,6 +244,7 @@ def _check_dbn(res, cfg, wd, mod):
     assert 0.0 <= res["test_error"] <= 1.0 and res["model"] == "DBN 784-16-32"
     assert "binarization" in rec["protocol"] and "AIS" in res["lower_bound"]
     assert 0.0 <= res["test_error_before_finetuning"] <= 1.0
+    assert rec["lower"] <= rec["value"] <= rec["upper"] and np.isfinite(res["log_z_top_reverse"])
     assert _phases(wd) == [("layer0", 0), ("layer0", 1), ("layer1", 0), ("layer1", 1),
                            ("finetune", 0), ("finetune", 1)]  # fmt: skip
     # a work dir holding checkpoints of another config is refused before any training
@@ -250,6 +254,9 @@ def _check_dbn(res, cfg, wd, mod):
 
 def _check_mpdbm(res, cfg, wd, mod):
     assert 0.0 <= res["test_error"] <= 1.0 and 0.0 <= res["valid_error"] <= 1.0
+    rec = res["test_loglik_bound"]
+    assert rec["method"] == "variational_bound" and rec["bound"] == "lower"
+    assert rec["lower"] <= rec["value"] <= rec["upper"] < 0
     assert all(np.isfinite(r["loss"]) and "valid_error" in r for r in _lines(wd))
     with pytest.raises(ConfigError, match="hide_prob"):
         run.run(mod.EXPERIMENT, dataclasses.replace(cfg, hide_prob=1.5))
