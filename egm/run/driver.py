@@ -522,6 +522,7 @@ def provenance(experiment: Experiment, cfg: Any, sweep: dict | None = None) -> d
         }
         return out
     paper_phases = {p.name: int(p.epochs(paper)) for p in experiment.phases(paper)}
+    eval_only = set(cfglib.eval_only_fields(cfg)) - {"epochs", "max_epochs"}
     run_total, paper_total = sum(phases.values()), sum(paper_phases.values())
     out["schedule"] = {
         "phases": {
@@ -529,7 +530,7 @@ def provenance(experiment: Experiment, cfg: Any, sweep: dict | None = None) -> d
         },
         "fraction_of_paper": (run_total / paper_total) if paper_total else None,
         "paper_preset": "paper",
-        "differs_from_paper": _diff(paper, cfg),
+        "differs_from_paper": [k for k in _diff(paper, cfg) if k not in eval_only],
     }
     return out
 

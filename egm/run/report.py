@@ -86,7 +86,7 @@ def _schedule(res: dict) -> str:
         return "no training"
     total = sum(p or 0 for p in paper)
     frac = s.get("fraction_of_paper")
-    txt = f"{run} of {total} epochs" + (f" ({100 * frac:.0f} %)" if frac is not None else "")
+    txt = f"{run} of {total} epochs" + (f" ({100 * frac:.2g} %)" if frac is not None else "")
     differs = [f for f in s.get("differs_from_paper", []) if f not in ("seed",)]
     if differs:
         shown = ", ".join(differs[:4]) + (", ..." if len(differs) > 4 else "")
@@ -95,10 +95,12 @@ def _schedule(res: dict) -> str:
 
 
 def _wall(res: dict) -> str:
-    t = res.get("total_seconds")
+    t, train = res.get("total_seconds"), res.get("train_seconds")
     if t is None:
         return ""
-    return f"{t:.0f} s" if t < 600 else f"{t / 60:.1f} min"
+    fmt = lambda x: f"{x:.0f} s" if x < 600 else f"{x / 60:.1f} min"
+    # a run resumed from a finished checkpoint trains for ~0 s: the total is its evaluation
+    return fmt(t) + (f" (training {fmt(train)})" if train is not None else "")
 
 
 def _from_config(res: dict, field: str) -> str:
@@ -288,7 +290,7 @@ def update_readme(readme: str | Path, table: str, command: str) -> None:
 
 
 def keep(roots: Iterable[str | Path], into: str | Path) -> list[Path]:
-    """Copy every ``results.json`` under ``roots`` to ``into/<experiment>__<preset>.json``."""
+    """Copy every ``results.json`` under ``roots`` to ``into/<experiment>__<workdir>.json``."""
     into = Path(into)
     into.mkdir(parents=True, exist_ok=True)
     out = []
@@ -297,10 +299,8 @@ def keep(roots: Iterable[str | Path], into: str | Path) -> list[Path]:
             res = json.loads(p.read_text())
             if "experiment" not in res:
                 continue
-            name = f"{res['experiment']}__{res.get('preset', p.parent.name)}"
-            if "sweep" in res:
-                name += "__sweep"
-            dest = into / f"{name}.json"
+            where = "__".join(p.parent.relative_to(root).parts) or p.parent.name  # the work dir
+            dest = into / f"{res['experiment']}__{where}.json"
             shutil.copyfile(p, dest)
             out.append(dest)
     return out

@@ -126,7 +126,7 @@ def test_collect_keep_readme_and_plot(tmp_path):
     run.mkdir(parents=True)
     (run / "results.json").write_text(json.dumps(_results()))
     kept = report.keep([tmp_path / "runs"], tmp_path / "kept")
-    assert [p.name for p in kept] == ["rbm_mnist__full.json"]
+    assert [p.name for p in kept] == ["rbm_mnist__a.json"]
     rows = report.collect([tmp_path / "kept"])
     assert len(rows) == 1
     readme = tmp_path / "README.md"
