@@ -21,6 +21,8 @@ def _phases(wd):
     return [(r["phase"], r["epoch"]) for r in recs]
 
 
+# slow: the dbm smoke case runs the pretrained path through the driver (suite time, issue 12)
+@pytest.mark.slow
 def test_dbm_mnist_centered_tiny(tmp_path):
     exp = load_experiment("dbm_mnist")
     cfg = tiny("dbm_mnist", tmp_path, variant="centered", epochs=1, finetune_epochs=0)

@@ -58,6 +58,8 @@ def test_sbn_rejects_bad_config(tmp_path, capsys):
 # ------------------------------------------------------------------------------ nade_mnist
 
 
+# slow: 33 s cold; the RBM, VAE and GRBM sweep == separate-runs tests stay in the default suite
+@pytest.mark.slow
 def test_nade_sweep_of_seeds_equals_separate_runs(tmp_path):
     """MADE (its mask family lives in the train state, so each seed has its own): a vmapped
     sweep of 2 seeds gives the same models as 2 separate runs.  Tolerance: vmap batches the
