@@ -28,6 +28,8 @@ thread pools) and never two at once, since they time the same CPU.  The benchmar
 * ``sweep``: 16 RBMs 784x64 (centered PCD-1) and 8 VAEs 784-200-200-50, each member its own
   seed and learning rate, trained by one vmapped jitted call per epoch vs the same members
   one after another (target >= 3x), with a check that member i is the i-th sequential run.
+* ``budget``: VAE vs pythae, NADE vs PyTorch, RBM vs scikit-learn, each trained for the same
+  wall-clock budget and scored by the same egm estimator (IS, exact, AIS): who wins in equal time.
 
 Beside its ratio, ``gibbs_rbm``, ``pcd_epoch``, ``ais_rbm`` and ``sweep`` print
 ``gemm_bound_fraction``: the seconds of the same matrix products timed alone (a jitted scan
@@ -57,6 +59,7 @@ SCRIPTS = (
     "vae_train",
     "grbm_gibbs",
     "sweep",
+    "budget",
 )
 
 
