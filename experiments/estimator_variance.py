@@ -1,54 +1,35 @@
 """Bias and variance of gradient estimators through discrete samples (§20.9) on a tiny model.
 
 A fixed latent-variable "decoder" with ``G`` categorical latents of ``K`` classes each
-(one-hot ``y``, ``K^G`` states), a Bernoulli likelihood of one fixed binary ``x``:
-
-    J(y) = log p(x | y) = Σ_d x_d log σ(a_d) + (1 - x_d) log σ(-a_d),   a = W vec(y) + c,
-
-and ``y ~ q(y; φ) = Π_g Categorical(softmax(φ_g))``.  The target is the exact
-``∇_φ E_q[J(y)]`` by enumerating all ``K^G`` states.  Each estimator is run ``repeats``
-times with ``n_samples`` draws per estimate; the table gives the squared bias
-``‖mean - exact‖²`` (with the part expected from noise alone, ``tr Var / repeats``),
-the total variance ``tr Var`` of one estimate, and the MSE.  Estimators:
-
-* REINFORCE (score function) with each baseline of :func:`egm.estimators.gradients.reinforce`
-  — none, a constant (``E_q[J]`` at the initial φ, an oracle), a moving average and a
-  learned scalar baseline (both warmed up for ``warmup`` steps at this φ), the book's
-  optimal per-coordinate baseline (leave-one-out), the leave-one-out (VIMCO-style) mean;
-* Gumbel-Softmax at several temperatures τ (biased: ``J`` is evaluated at relaxed ``y``);
-* straight-through Gumbel-Softmax (forward one-hot, τ = 1 gradient) and the plain
-  straight-through categorical (forward one-hot sample, gradient of the probabilities).
+(``K^G`` states) and a Bernoulli likelihood ``J(y) = log p(x | y)`` of one fixed binary
+``x``; ``y ~ q(y; φ) = Π_g Categorical(softmax(φ_g))``.  The target is the exact
+``∇_φ E_q[J(y)]`` by enumeration (:mod:`egm.estimators.gradient_study`).  Each estimator runs
+``repeats`` times with ``n_samples`` draws per estimate; the table gives the squared bias
+(beside the part expected from noise alone), the total variance ``tr Var`` of one estimate
+and the MSE.  Estimators: REINFORCE with each baseline of :func:`egm.estimators.gradients.
+reinforce` (none, an oracle constant, a moving average and a learned scalar warmed up for
+``warmup`` steps, the book's optimal per-coordinate baseline, leave-one-out);
+Gumbel-Softmax at each temperature τ (biased); straight-through Gumbel-Softmax and the plain
+straight-through categorical.  No training phase: the run driver calls ``evaluate``, which
+measures (the problem and every estimator's keys come from ``--seed``).  Measured figures:
+BUILD_NOTES.md (issue 5).  Outputs: results.json (the table), variance_bias.png (grey).
 
     python experiments/estimator_variance.py --config tiny     # seconds
     python experiments/estimator_variance.py --config full     # 20,000 repeats, 15 estimators
     python experiments/estimator_variance.py --config tiny --sweep seed=0:4   # 4 problems
-
-No training phase: the run driver calls ``evaluate``, which does the measurement (the
-problem and every estimator's keys come from ``--seed``, as before the driver).
-
-Full config measured: 483 s on the 2-core CPU at load average 13-17 (shared machine).
-REINFORCE variance 71.4 without a baseline, 5.4 with a scalar baseline, 8.4 with the
-leave-one-out estimate of the optimal per-coordinate baseline; Gumbel-Softmax variance 22.6
-at τ = 0.05 down to 0.0016 at τ = 5 while its squared bias grows from < 0.001 to 2.26
-(‖∇‖² = 3.35); straight-through has the lowest MSE (0.45).  Table in BUILD_NOTES.md.
-
-Outputs in ``--workdir``: config.json, results.json (the table), variance_bias.png (grey).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
-import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from egm import run
 from egm.errors import ConfigError
-from egm.estimators import gradients as G
+from egm.estimators import gradient_study as gs
 from egm.run.config import RunFields, at_least, field
 
 
@@ -75,10 +56,8 @@ class Config(RunFields):
 
     def check(self) -> None:
         if self.n_classes**self.n_groups > 2**16:
-            raise ConfigError(
-                f"n_classes^n_groups = {self.n_classes**self.n_groups} states is too many to "
-                f"enumerate the exact gradient; keep it <= 65536"
-            )
+            raise ConfigError(f"n_classes^n_groups = {self.n_classes**self.n_groups} states is "
+                              f"too many to enumerate the exact gradient; keep it <= 65536")  # fmt: skip
 
 
 PRESETS = {
@@ -89,91 +68,20 @@ PRESETS = {
 }  # fmt: skip
 
 
-def make_problem(cfg: Config):
-    """The fixed decoder (W, c, x), the parameters φ and the exact gradient."""
-    kW, kc, kx, kphi = jax.random.split(jax.random.key(cfg.seed), 4)
-    G_, K, D = cfg.n_groups, cfg.n_classes, cfg.n_visible
-    W = cfg.weight_scale * jax.random.normal(kW, (D, G_ * K)) / np.sqrt(G_)
-    c = jax.random.normal(kc, (D,))
-    x = jax.random.bernoulli(kx, 0.5, (D,)).astype(jnp.float32)
-    phi = cfg.logit_scale * jax.random.normal(kphi, (G_, K))
-
-    def J(y):  # y: (G, K) one-hot or relaxed
-        a = W @ y.reshape(-1) + c
-        return jnp.sum(x * jax.nn.log_sigmoid(a) + (1 - x) * jax.nn.log_sigmoid(-a))
-
-    log_prob = lambda p, y: jnp.sum(y * jax.nn.log_softmax(p, -1))
-    sample = lambda key, p: jax.nn.one_hot(jax.random.categorical(key, p, axis=-1), K)
-    states = jnp.asarray([np.eye(K)[list(s)] for s in itertools.product(range(K), repeat=G_)],
-                         jnp.float32)  # fmt: skip
-
-    def expected_J(p):
-        return jnp.sum(jnp.exp(jax.vmap(log_prob, (None, 0))(p, states)) * jax.vmap(J)(states))
-
-    return J, log_prob, sample, phi, expected_J
-
-
-def estimators(cfg: Config, J, log_prob, sample, phi, expected_J):
-    """name -> (key -> gradient estimate (G, K)), with baseline states warmed up at φ."""
-    n, obj, out = cfg.n_samples, (lambda p, y: J(y)), {}
-    for b in G.BASELINES:
-        kw: dict = {}
-        if b == "constant":
-            kw["baseline_state"] = expected_J(phi)
-        elif b in ("moving_average", "learned"):
-            kw = {"baseline_fn": lambda w: w} if b == "learned" else {}
-
-            def warm(s, k, b=b, kw=kw):
-                r = G.reinforce(k, phi, sample, log_prob, obj, n, baseline=b, baseline_state=s,
-                                **kw)  # fmt: skip
-                new = r.baseline_state if b == "moving_average" else s - 0.1 * r.baseline_grad
-                return new, None
-
-            s0 = G.init_baseline_state(b, 0.0) if b == "moving_average" else jnp.zeros(())
-            keys = jax.random.split(jax.random.key(cfg.seed + (1 if b == "moving_average" else 2)),
-                                    cfg.warmup)  # fmt: skip
-            kw["baseline_state"], _ = jax.lax.scan(warm, s0, keys)
-        out[f"reinforce/{b}"] = lambda k, b=b, kw=kw: (
-            G.reinforce(k, phi, sample, log_prob, obj, n, baseline=b, **kw).grad
-        )
-
-    taus = [float(t) for t in cfg.taus.split(",")]
-    relax = {
-        f"gumbel_softmax/tau={t:g}": (lambda k, p, t=t: G.gumbel_softmax(k, p, t)) for t in taus
-    }
-    relax["straight_through_gumbel/tau=1"] = lambda k, p: G.gumbel_softmax(k, p, 1.0, hard=True)
-    relax["straight_through"] = lambda k, p: G.straight_through(jax.nn.softmax(p, -1), sample(k, p))
-    for name, r in relax.items():  # pathwise: the gradient of J at the relaxed samples
-        mean_J = lambda p, k, r=r: jnp.mean(
-            jax.vmap(lambda kk: J(r(kk, p)))(jax.random.split(k, n))
-        )
-        out[name] = lambda k, f=mean_J: jax.grad(f)(phi, k)
-    return out
-
-
 @functools.lru_cache(maxsize=8)  # evaluate and pictures share one measurement per config
 def measure(cfg: Config) -> tuple[float, list[dict]]:
     """The exact gradient norm and one row per estimator (bias², variance, MSE...)."""
-    J, log_prob, sample, phi, expected_J = make_problem(cfg)
-    exact = np.asarray(jax.grad(expected_J)(phi), np.float64).ravel()
+    problem = gs.categorical_decoder_problem(jax.random.key(cfg.seed), cfg.n_groups,
+                                             cfg.n_classes, cfg.n_visible, cfg.weight_scale,
+                                             cfg.logit_scale)  # fmt: skip
+    warm = (jax.random.key(cfg.seed + 1), jax.random.key(cfg.seed + 2))
+    taus = [float(t) for t in cfg.taus.split(",")]
+    ests = gs.gradient_estimators(problem, cfg.n_samples, taus, cfg.warmup, warm)
+    exact = jax.grad(problem.expected_J)(problem.phi)
     keys = jax.random.split(jax.random.key(cfg.seed + 3), cfg.repeats)
-    rows = []
-    for name, fn in estimators(cfg, J, log_prob, sample, phi, expected_J).items():
-        t = time.perf_counter()
-        g = np.asarray(jax.jit(jax.vmap(fn))(keys), np.float64).reshape(cfg.repeats, -1)
-        mean, var = g.mean(0), g.var(0, ddof=1)
-        bias2 = float(np.sum((mean - exact) ** 2))
-        noise = float(np.sum(var) / cfg.repeats)  # E‖mean - E ĝ‖² of an unbiased estimator
-        z = np.abs(mean - exact) / np.sqrt(var / cfg.repeats + 1e-30)
-        tr_var = float(np.sum(var))
-        rows.append({"estimator": name, "bias_sq": bias2, "bias_sq_expected_from_noise": noise,
-                     "max_bias_z": float(z.max()), "unbiased_at_z5": bool(z.max() < 5.0),
-                     "total_variance": tr_var, "mse": bias2 - noise + tr_var,  # debiased
-                     "seconds": time.perf_counter() - t})  # fmt: skip
-    none_var = next(r["total_variance"] for r in rows if r["estimator"] == "reinforce/none")
-    for r in rows:
-        r["variance_reduction_vs_none"] = none_var / r["total_variance"]
-    return float(np.linalg.norm(exact)), rows
+    return float(np.linalg.norm(np.asarray(exact, np.float64))), gs.bias_variance_rows(
+        ests, exact, keys
+    )
 
 
 def evaluate(cfg: Config, data, done, key) -> dict:

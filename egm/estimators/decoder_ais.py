@@ -63,6 +63,7 @@ from egm.data.validate import check_finite, check_shape
 from egm.errors import ConfigError, DataError
 
 __all__ = [
+    "AISSettings",
     "AnnealInfo",
     "BDMCResult",
     "DecoderAISResult",
@@ -422,6 +423,48 @@ def _reverse_steps(eps: np.ndarray) -> np.ndarray:
     return np.concatenate([eps[..., :-1][..., ::-1], eps[..., :1]], axis=-1)
 
 
+class AISSettings(NamedTuple):
+    """The settings of a forward run (:func:`decoder_ais`'s keyword arguments, same
+    defaults); :meth:`checked` validates them once (:func:`decoder_ais` and :func:`bdmc`
+    share it)."""
+
+    n_chains: int = 16
+    betas: Float[ArrayLike, " K1"] | None = None
+    n_leapfrog: int = 10
+    hmc_steps: int = 1
+    step_size: float = 0.1
+    target_accept: float = 0.65
+    adapt_chains: int = 4
+    adapt_rate: float = 0.5
+    batch_size: int = 100
+
+    @classmethod
+    def of(cls, **settings: Any) -> AISSettings:
+        """The settings named in ``settings`` (the others at their defaults), checked; an
+        unknown name is a :class:`ConfigError` that lists the known ones."""
+        unknown = sorted(set(settings) - set(cls._fields))
+        if unknown:
+            raise ConfigError(
+                f"unknown decoder-AIS setting(s) {unknown}; the settings are {cls._fields}"
+            )
+        return cls(**settings).checked()
+
+    def checked(self) -> AISSettings:
+        """These settings with integers as ints and ``betas`` as a checked float32 array
+        (default :func:`betas_sigmoid` ``(1000)``); raises :class:`ConfigError` otherwise."""
+        _check_hmc(self.n_leapfrog, self.hmc_steps, self.target_accept, self.adapt_rate)
+        if not (math.isfinite(float(self.step_size)) and float(self.step_size) > 0):
+            raise ConfigError(f"step_size must be a finite number > 0, got {self.step_size!r}")
+        return self._replace(
+            n_chains=_check_int("n_chains", self.n_chains, 1),
+            betas=_check_betas(betas_sigmoid(1000) if self.betas is None else self.betas),
+            n_leapfrog=int(self.n_leapfrog),
+            hmc_steps=int(self.hmc_steps),
+            adapt_chains=_check_int("adapt_chains", self.adapt_chains, 0),
+            batch_size=_check_int("batch_size", self.batch_size, 1),
+        )
+
+
 def decoder_ais(
     key: PRNGKeyArray,
     log_likelihood: LogLikelihoodFn,
@@ -450,19 +493,14 @@ def decoder_ais(
     ``log p̂`` is unbiased in ``p`` and a stochastic lower bound on ``log p(x)``.
     """
     latent_dim = _check_int("latent_dim", latent_dim, 1)
-    n_chains = _check_int("n_chains", n_chains, 1)
-    adapt_chains = _check_int("adapt_chains", adapt_chains, 0)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    _check_hmc(n_leapfrog, hmc_steps, target_accept, adapt_rate)
-    b = _check_betas(betas_sigmoid(1000) if betas is None else betas)
-    if not (math.isfinite(float(step_size)) and float(step_size) > 0):
-        raise ConfigError(f"step_size must be a finite number > 0, got {step_size!r}")
+    s = AISSettings(n_chains, betas, n_leapfrog, hmc_steps, step_size, target_accept,
+                    adapt_chains, adapt_rate, batch_size).checked()  # fmt: skip
     x = _check_data(x)
     fn = _check_log_likelihood(log_likelihood, latent_dim, x)
-    cfg = (int(n_leapfrog), int(hmc_steps), float(target_accept), float(adapt_rate))
-    eps = jnp.asarray(_step_schedule(step_size, b.shape[0] - 1))
+    cfg = (s.n_leapfrog, s.hmc_steps, float(s.target_accept), float(s.adapt_rate))
+    eps = jnp.asarray(_step_schedule(s.step_size, s.betas.shape[0] - 1))
     n = x.shape[0]
-    bs = min(batch_size, n)
+    bs = min(s.batch_size, n)
     parts = []
     for start in range(0, n, bs):
         idx = np.arange(start, start + bs)
@@ -472,15 +510,15 @@ def decoder_ais(
                 key,
                 jnp.asarray(idx),
                 x[np.minimum(idx, n - 1)],
-                jnp.asarray(b),
+                jnp.asarray(s.betas),
                 eps,
-                n_chains=n_chains,
-                n_adapt=adapt_chains,
+                n_chains=s.n_chains,
+                n_adapt=s.adapt_chains,
                 latent_dim=latent_dim,
                 cfg=cfg,
             )
         )
-    return _collect(parts, n, n_leapfrog, hmc_steps, adapt_chains, "forward")
+    return _collect(parts, n, s.n_leapfrog, s.hmc_steps, s.adapt_chains, "forward")
 
 
 def reverse_decoder_ais(
@@ -552,27 +590,21 @@ def bdmc(
     log_likelihood: LogLikelihoodFn,
     sample_model: SampleModelFn,
     n_examples: int,
-    *,
-    n_chains: int = 16,
-    betas: Float[ArrayLike, " K1"] | None = None,
-    n_leapfrog: int = 10,
-    hmc_steps: int = 1,
-    step_size: float = 0.1,
-    target_accept: float = 0.65,
-    adapt_chains: int = 4,
-    adapt_rate: float = 0.5,
-    batch_size: int = 100,
+    **settings: Any,
 ) -> BDMCResult:
     """Bidirectional Monte Carlo (Grosse et al. 2015, 2016) on data simulated from the model.
 
     ``sample_model(key, n) -> (z, x)`` draws ``z ~ p(z)``, ``x ~ p(x | z)`` (``n`` rows
-    each).  Forward AIS (:func:`decoder_ais`) on ``x`` gives a stochastic lower bound on
-    each ``log p(x_n)``; reverse AIS (:func:`reverse_decoder_ais`) from the generating
-    ``z_n`` — exact posterior samples — with the forward run's step schedule gives a
-    stochastic upper bound.  ``E[lower] <= log p(x) <= E[upper]``; the gap shrinks to 0 as
-    the schedule lengthens and measures how far AIS is from converged on data like these.
+    each).  Forward AIS (:func:`decoder_ais`, with the :class:`AISSettings` named in
+    ``settings``, checked before anything is simulated) on ``x`` gives a stochastic lower
+    bound on each ``log p(x_n)``; reverse AIS (:func:`reverse_decoder_ais`) from the
+    generating ``z_n`` — exact posterior samples — with the forward run's step schedule,
+    chains, temperatures, leapfrog and HMC steps gives a stochastic upper bound.
+    ``E[lower] <= log p(x) <= E[upper]``; the gap shrinks to 0 as the schedule lengthens
+    and measures how far AIS is from converged on data like these.
     """
     n_examples = _check_int("n_examples", n_examples, 1)
+    s = AISSettings.of(**settings)
     k_sim, k_f, k_r = jax.random.split(key, 3)
     z, x = sample_model(k_sim, n_examples)
     z, x = jnp.asarray(z, jnp.float32), jnp.asarray(x, jnp.float32)
@@ -581,23 +613,9 @@ def bdmc(
             f"sample_model(key, {n_examples}) must return (z, x) of shapes ({n_examples}, L) "
             f"and ({n_examples}, D), got {tuple(z.shape)} and {tuple(x.shape)}"
         )
-    b = _check_betas(betas_sigmoid(1000) if betas is None else betas)
-    hmc = dict(n_leapfrog=n_leapfrog, hmc_steps=hmc_steps, batch_size=batch_size)
-    fwd = decoder_ais(
-        k_f,
-        log_likelihood,
-        x,
-        z.shape[1],
-        n_chains=n_chains,
-        betas=b,
-        step_size=step_size,
-        target_accept=target_accept,
-        adapt_chains=adapt_chains,
-        adapt_rate=adapt_rate,
-        **hmc,
-    )
-    rev = reverse_decoder_ais(
-        k_r, log_likelihood, x, z, n_chains=n_chains, betas=b, step_sizes=fwd.step_sizes, **hmc
-    )
+    fwd = decoder_ais(k_f, log_likelihood, x, z.shape[1], **s._asdict())
+    shared = {k: getattr(s, k) for k in ("n_chains", "betas", "n_leapfrog", "hmc_steps",
+                                         "batch_size")}  # fmt: skip
+    rev = reverse_decoder_ais(k_r, log_likelihood, x, z, step_sizes=fwd.step_sizes, **shared)
     lo, hi = jnp.mean(fwd.log_px), jnp.mean(rev.log_px)
     return BDMCResult(x, z, fwd, rev, lo, hi, hi - lo)

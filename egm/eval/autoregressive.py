@@ -40,6 +40,7 @@ __all__ = [
     "ensemble_log_likelihood",
     "enumerate_log_probs",
     "exact_record",
+    "exact_report",
     "member_log_probs",
     "top_half_mask",
 ]
@@ -268,3 +269,34 @@ def draw(
     fn = jax.vmap(lambda k, x, m: net.sample(k, params, family, x, m))
     out = np.asarray(jax.jit(fn)(keys, x0, masks))
     return out[:n_samples], out[n_samples:]
+
+
+def exact_report(
+    name: str,
+    net: BinaryAutoregressive,
+    params: Any,
+    family: Any,
+    x: np.ndarray,
+    *,
+    paper: Any = None,
+    figures: dict[str, Any] | None = None,
+    **record_fields: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the autoregressive experiment records of one net ``name``: ``(results, figures)``.
+
+    ``results``: ``<name>_test_loglik`` (:func:`exact_record`), with an ensemble
+    ``<name>_test_loglik_single_member_nats`` (member 0), and with ``paper`` (an
+    :class:`egm.eval.published.Published`) ``<name>_gap_to_paper_nats`` (ours minus the
+    paper's).  ``figures``: the net's parameter count, the examples evaluated, the ensemble
+    figures and the paper's value and source, after the given ``figures`` (the training
+    settings of the run)."""
+    extra = dict(figures or {})
+    rec, figures = exact_record(net, params, family, x, **record_fields)
+    out: dict[str, Any] = {f"{name}_test_loglik": rec}
+    if paper is not None:
+        out[f"{name}_gap_to_paper_nats"] = rec.value - paper.value
+        figures |= {"paper": paper.value, "paper_source": f"{paper.model}, {paper.source}"}
+    if "single_member_nats" in figures:
+        out[f"{name}_test_loglik_single_member_nats"] = figures.pop("single_member_nats")
+    n_params = int(sum(a.size for a in jax.tree_util.tree_leaves(params)))
+    return out, {**extra, "n_parameters": n_params, "n_test_evaluated": int(len(x)), **figures}

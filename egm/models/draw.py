@@ -278,20 +278,34 @@ def canvases(
     return jax.vmap(one)(keys, jnp.asarray(x))
 
 
+def decode(
+    model: DRAW, params: Any, z: Float[Array, "T L"], every_step: bool = False
+) -> Float[Array, "T D"] | Float[Array, " D"]:
+    """The generator alone for one example's latents ``z_{1:T}``: the canvases
+    ``σ(c_1..T)`` (``every_step``) or only the last, the mean of ``D(x | c_T)``."""
+
+    def body(carry, zt):
+        carry = model.apply(params, carry, zt, method=DRAW.generate_step)
+        return carry, jax.nn.sigmoid(carry.canvas) if every_step else None
+
+    final, canvases = jax.lax.scan(body, initial_carry(model), z)
+    return canvases if every_step else jax.nn.sigmoid(final.canvas)
+
+
 def generate(key: PRNGKeyArray, model: DRAW, params: Any, n: int) -> Float[Array, "n T D"]:
     """``n`` samples: ``z_t ~ N(0, I)`` through the decoder; returns every canvas ``σ(c_t)``
     (the last one is the sample's mean image)."""
+    z = jax.random.normal(key, (n, model.n_steps, model.latent_dim))
+    return jax.vmap(lambda zz: decode(model, params, zz, True))(z)
 
-    def one(k):
-        z = jax.random.normal(k, (model.n_steps, model.latent_dim))
 
-        def body(carry, zt):
-            carry = model.apply(params, carry, zt, method=DRAW.generate_step)
-            return carry, jax.nn.sigmoid(carry.canvas)
-
-        return jax.lax.scan(body, initial_carry(model), z)[1]
-
-    return jax.vmap(one)(jax.random.split(key, n))
+def sample(key: PRNGKeyArray, model: DRAW, params: Any, n: int) -> Float[Array, "n D"]:
+    """``n`` binary images by ancestral sampling: ``z_{1:T} ~ N(0, I)`` through the
+    decoder, then ``x ~ D(x | c_T) = Bernoulli(σ(c_T))``; only the last canvas is kept."""
+    k_z, k_x = jax.random.split(key)
+    z = jax.random.normal(k_z, (n, model.n_steps, model.latent_dim))
+    mean = jax.vmap(lambda zz: decode(model, params, zz))(z)
+    return jax.random.bernoulli(k_x, mean).astype(jnp.float32)
 
 
 def nll_bound(

@@ -155,6 +155,15 @@ def init(
     return model, q, pp, pq
 
 
+def sample_visible(
+    key: PRNGKeyArray, model: SigmoidBeliefNet, params: dict, n: int
+) -> Float[Array, "n D"]:
+    """``n`` exact samples of ``p(x)`` by ancestral sampling (§20.10.1): ``h⁽ᴸ⁾`` from its
+    factorial prior, then each layer below given the one above; the hidden states are
+    dropped (:meth:`SigmoidBeliefNet.sample` keeps them)."""
+    return model.apply(params, key, (int(n),), method=SigmoidBeliefNet.sample)[0]
+
+
 def log_weights(
     params: tuple[SigmoidBeliefNet, SBNInferenceNet, dict, dict],
     key: PRNGKeyArray,

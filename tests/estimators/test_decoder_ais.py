@@ -238,3 +238,27 @@ def test_se_honest_over_seeds_and_bdmc_gap_shrinks():
         gaps[n_t] = (g.mean(), se(g))
     assert gaps[5][0] > 5 * gaps[5][1], gaps
     assert gaps[1000][0] < gaps[5][0], gaps
+
+
+def test_bdmc_checks_its_settings_once_before_simulating(linear):
+    """``bdmc`` validates its AIS settings through :class:`AISSettings` (the checks
+    ``decoder_ais`` runs) before ``sample_model`` is called: a bad or unknown setting is a
+    ConfigError and nothing is simulated; the settings' defaults are ``decoder_ais``'s."""
+    import inspect
+
+    _, _, ll, _ = linear
+
+    def never(key, n):
+        raise AssertionError("simulated before the settings were checked")
+
+    bad = [({"n_chains": 0}, "n_chains"), ({"betas": np.array([0.0, 0.5])}, "betas"),
+           ({"target_accept": 1.0}, "target_accept"), ({"step_size": -1.0}, "step_size"),
+           ({"adapt_chains": -1}, "adapt_chains"), ({"n_chain": 4}, "unknown")]  # fmt: skip
+    for kw, match in bad:
+        with pytest.raises(ConfigError, match=match):
+            da.bdmc(jax.random.key(0), ll, never, 4, **kw)
+    params = inspect.signature(da.decoder_ais).parameters.values()
+    defaults = {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
+    assert defaults == da.AISSettings()._asdict()
+    s = da.AISSettings.of(n_chains=3)
+    assert s.n_chains == 3 and np.array_equal(s.betas, da.betas_sigmoid(1000))

@@ -33,6 +33,18 @@ def test_sbn_other_estimators(tmp_path, extra):
     assert np.isfinite(res["test_loglik"]["value"]) and res["test_loglik"]["value"] < 0
 
 
+# slow: 15 s, nearly all of it the scores; the smoke test's samples.png runs the same sampler
+@pytest.mark.slow
+def test_sbn_samples_are_scored(tmp_path):
+    """``--score_samples 100`` on the tiny SBN (the smoke test's training config; the field
+    is eval-only): the driver draws exact ancestral samples (``Experiment.sample``, tested
+    against the enumerated p(x) in tests/models/test_sbn.py) and records their scores."""
+    res = run.run(SBN.EXPERIMENT, tiny("sbn_mnist", tmp_path, score_samples=100))
+    assert res["frechet_samples"] == 100 and np.isfinite(res["frechet_distance"])
+    assert res["parzen_test"]["method"] == "parzen" and 1.0 <= res["classifier_score"] <= 10.0
+    assert (tmp_path / "copies.png").exists()
+
+
 def test_sbn_full_preset_epochs_follow_the_estimator():
     full = SBN.PRESETS["full"]
     assert full.n_epochs() == SBN.FULL_EPOCHS["nvil"]

@@ -73,14 +73,17 @@ def test_exact_log_likelihood_chunked_path():
 
 
 def test_ancestral_samples_follow_exact_marginal(tiny):
-    """M = 20000 ancestral draws of x: TV to exp(exact log p(x)) within the E[TV] +
-    McDiarmid bound at δ = 1e-6."""
+    """M = 20000 ancestral draws of x (:meth:`SigmoidBeliefNet.sample` and
+    :func:`sbn.sample_visible`): TV to exp(exact log p(x)) within the E[TV] + McDiarmid
+    bound at δ = 1e-6."""
     model, _, pp, _ = tiny
     x, hs = model.apply(pp, jax.random.key(2), (20000,), method=model.sample)
     assert x.shape == (20000, 4) and [h.shape for h in hs] == [(20000, 3), (20000, 2)]
     p = np.exp(np.asarray(sbn.exact_log_likelihood(model, pp, exact.all_binary_states(4))))
     p = p / p.sum()
     assert tv(histogram(np.asarray(exact.state_index(x)), 16), p) < tv_tolerance(p, 20000)
+    # sample_visible (the experiment's sampler) is the same draw without the hidden states
+    np.testing.assert_array_equal(sbn.sample_visible(jax.random.key(2), model, pp, 20000), x)
 
 
 def test_inference_net_normalises_and_sample_log_q_is_consistent(tiny):
