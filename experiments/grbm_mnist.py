@@ -13,10 +13,8 @@ update) by PCD with block Gibbs or Gibbs–Langevin (``--sampler gibbs_langevin`
 in bits per pixel of the 8-bit image (comparable across models), the full-covariance
 Gaussian's exact figure on the same data, and denoising PSNR against the Wiener filter.
 
-Full config (50k/10k digits, 500 hidden, PCD-1 Gibbs, 100 epochs; AIS 100 chains x 100,000
-temperatures): test ≥ 5.42 bits per pixel (-731.75 nats per image, optimistic: AIS did not
-converge, ESS 1.0, flagged in results.json) against 5.29 for the exact full-covariance
-Gaussian; 146 s of training, 256 s in all on the 2-core CPU (BUILD_NOTES.md, issue 4).
+The figures of the ``full`` preset (AIS does not converge there: results.json flags the
+optimistic figure): BUILD_NOTES.md (issue 4).
 """
 
 import runpy

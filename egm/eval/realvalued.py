@@ -1,5 +1,7 @@
 """Evaluation of the real-valued models (§20.5): pictures of whitened vectors in pixel
-space, and the GRBM's AIS log-likelihoods next to the exact full-covariance Gaussian.
+space (filters, and samples of long independent chains: :func:`sample_pictures`,
+:func:`factored_pictures`), and the GRBM's AIS log-likelihoods next to the exact
+full-covariance Gaussian.
 
 Log-likelihoods of whitened data are nats per example of ``z``; ``*_pixel_nats`` adds
 ``log |det A|`` of the whitening for the density of the pixels (:func:`pixel_log_det`),
@@ -9,19 +11,29 @@ image (:meth:`LogLikelihood.in_bits_per_dim` with ``n_levels=256``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from egm.data.whitening import Whitening, unwhiten
 from egm.eval.baselines import gaussian_log_likelihood
 from egm.eval.likelihood import ais_log_likelihood
 from egm.eval.units import pixel_log_det
 from egm.eval.visualize import tile_images
+from egm.samplers.chains import ChainSpec
+from egm.samplers.persistent import long_chains, median_step_size
 
-__all__ = ["factored_filter_grids", "filter_grid", "grbm_log_likelihoods", "patch_grid"]
+__all__ = [
+    "factored_filter_grids",
+    "factored_pictures",
+    "filter_grid",
+    "grbm_log_likelihoods",
+    "patch_grid",
+    "sample_pictures",
+]
 
 
 def patch_grid(
@@ -118,4 +130,54 @@ def factored_filter_grids(params: Any, whitening: Whitening, shape: tuple[int, i
             f"covariance filters C_f ({min(100, len(C))} of {len(C)})",
         ),
         "mean_filters.png": (mean, f"mean filters W_j (largest {n_m})"),
+    }
+
+
+def sample_pictures(
+    key: PRNGKeyArray,
+    chain: ChainSpec,
+    params: Any,
+    z_train: Float[ArrayLike, "N D"],
+    whitening: Whitening,
+    shape: tuple[int, int],
+    *,
+    n_samples: int,
+    n_steps: int,
+    shown: Callable[[Any], Float[Array, "n D"]],
+    title: str,
+) -> dict:
+    """``samples.png``: ``shown(final states)`` (e.g. ``E[v | h]``) of ``n_samples`` independent
+    chains after ``n_steps`` steps of ``chain`` from random rows of ``z_train``
+    (:func:`egm.samplers.persistent.long_chains`), titled ``title``; ``filters.png``: the 100
+    columns of ``params.W`` of largest norm; both in pixel space, ``{name: (image, title)}``."""
+    _, final = long_chains(key, chain, params, z_train, n_samples, n_steps)
+    filters, n_f = filter_grid(params.W, whitening, shape)
+    return {
+        "samples.png": (patch_grid(shown(final), whitening, shape), title),
+        "filters.png": (filters, f"{n_f} largest filters W[:, j] (pixel space)"),
+    }
+
+
+def factored_pictures(
+    key: PRNGKeyArray,
+    chain_at: Callable[[float | None], ChainSpec],
+    params: Any,
+    chains: Any,
+    z_train: Float[ArrayLike, "N D"],
+    whitening: Whitening,
+    shape: tuple[int, int],
+    *,
+    n_samples: int,
+    n_steps: int,
+) -> dict:
+    """The pictures of a factored model (mcRBM, mPoT): ``samples.png``, the visibles of
+    ``n_samples`` independent chains after ``n_steps`` steps of ``chain_at(step)``, where
+    ``step`` is the median adapted HMC step size of the persistent ``chains`` (None for Gibbs
+    chains, which have none), and the filters of :func:`factored_filter_grids`."""
+    step = median_step_size(chains)
+    samples, _ = long_chains(key, chain_at(step), params, z_train, n_samples, n_steps)
+    what = f"HMC steps (step {step:.3g})" if step else "Gibbs sweeps"
+    return {
+        "samples.png": (patch_grid(samples, whitening, shape), f"v after {n_steps} {what}"),
+        **factored_filter_grids(params, whitening, shape),
     }

@@ -1,5 +1,6 @@
 """Chains of the real-valued models: HMC with a per-chain step size adapted along
-persistent chains, the GRBM's samplers by name, and long runs of independent chains.
+persistent chains, the GRBM's samplers by name, and long runs of independent chains (of any
+chain, and of a binary RBM from its base-rate model: :func:`rbm_base_rate_chains`).
 
 :func:`adaptive_step_size` is the rule of Ranzato & Hinton (2010) for the persistent
 chains of PCD (each chain's step multiplied by ``1 ± rate`` after every proposal, to keep
@@ -17,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from egm.energies import grbm
+from egm.energies import grbm, rbm
 from egm.errors import ConfigError
 from egm.samplers.chains import ChainSpec, gibbs_chain, gradient_chain
-from egm.samplers.gibbs import Kernel, run
+from egm.samplers.gibbs import Kernel, block_gibbs, run
 from egm.samplers.hmc import GradState, hmc
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "hmc_chain",
     "long_chains",
     "median_step_size",
+    "rbm_base_rate_chains",
 ]
 
 GRBM_SAMPLERS = ("gibbs", "gibbs_langevin", "hmc")
@@ -113,3 +115,21 @@ def median_step_size(chains) -> float | None:
     adaptation keeps one per chain), or ``None`` for chains without one (Gibbs)."""
     step = getattr(chains, "step_size", None)
     return None if step is None else float(np.median(np.asarray(step)))
+
+
+def rbm_base_rate_chains(
+    key: PRNGKeyArray,
+    params: rbm.RBMParams,
+    data_mean: Float[ArrayLike, " V"],
+    n_chains: int,
+    n_sweeps: int,
+) -> rbm.RBMState:
+    """``n_chains`` independent block Gibbs chains of a binary RBM (:data:`egm.energies.rbm.
+    BLOCKS`), started at draws of the base-rate model ``v ~ Bernoulli(data_mean)`` and run for
+    ``n_sweeps`` sweeps in one jitted scan; returns the final states."""
+    k_start, k_run = jax.random.split(key)
+    mean = jnp.asarray(data_mean, jnp.float32)
+    v0 = jax.random.bernoulli(k_start, mean, (n_chains, mean.shape[0])).astype(jnp.float32)
+    states = jax.vmap(rbm.init_state, in_axes=(None, 0))(params, v0)
+    kernel = block_gibbs(rbm.BLOCKS)
+    return jax.jit(run, static_argnums=(0, 4))(kernel, k_run, states, params, n_sweeps)[0]
