@@ -26,13 +26,15 @@ import numpy as np
 
 from egm import data, eval, run, train
 from egm.data.validate import check_binary
-from egm.estimators import ais, mpdbm
-from egm.run.config import MNISTFields, at_least, field, greater_than, in_range, one_of
-from egm.train import classifier, dbm_step
+from egm.estimators import mpdbm
+from egm.eval.deep import dbm_evaluation
+from egm.run import deep
+from egm.run.config import at_least, field, greater_than, in_range, one_of
+from egm.train import dbm_step
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(MNISTFields):
+class Config(deep.AISFields):
     binarization: str = field("fixed", check=one_of("fixed", "threshold"))
     n_h1: int = field(500, check=at_least(1))
     n_h2: int = field(1000, check=at_least(1))
@@ -44,14 +46,9 @@ class Config(MNISTFields):
     epochs: int = field(20, check=at_least(1))
     batch_size: int = field(100, check=at_least(1))
     learning_rate: float = field(3e-4, check=greater_than(0), sweep=True, help="Adam")
-    # the test log-likelihood bound (labels summed out): AIS bracket on log Z, mean field
-    ais_chains: int = field(100, check=at_least(2), eval_only=True)
-    ais_temps: int = field(20000, check=at_least(3), eval_only=True)
-    reverse_burn_in: int = field(1000, check=at_least(0), eval_only=True,
-                                 help="Gibbs sweeps at beta=1 before reverse AIS")  # fmt: skip
+    # the test log-likelihood bound (labels summed out): mean field
     mf_tol: float = field(1e-5, check=greater_than(0), eval_only=True)
     mf_max_iter: int = field(100, check=at_least(1), eval_only=True)
-    checkpoint_every: int = field(1, check=at_least(1), eval_only=True)
     workdir: str = field("runs/mpdbm_mnist", eval_only=True)
 
 
@@ -66,12 +63,6 @@ PRESETS = {
 # fmt: on
 
 
-def load(cfg: Config) -> data.BinarizedMNIST:
-    return data.load_binarized_mnist(
-        cfg.binarization, cfg.binarization_seed, source=cfg.source, data_dir=cfg.data_dir
-    )
-
-
 def init(cfg: Config, d: data.BinarizedMNIST, key, done):
     sizes = (784, cfg.n_h1, cfg.n_h2)
     if cfg.centering:
@@ -82,13 +73,6 @@ def init(cfg: Config, d: data.BinarizedMNIST, key, done):
     return train.init_state(params, train.adam(cfg.learning_rate), aux=offsets)
 
 
-def step(cfg: Config, d: data.BinarizedMNIST, done):
-    objective = dbm_step.mp_objective(
-        n_iter=cfg.mean_field_iters, hide_prob=cfg.hide_prob, label_weight=cfg.label_weight
-    )
-    return train.make_step(objective, train.adam(cfg.learning_rate))
-
-
 def error(cfg: Config, d: data.BinarizedMNIST, state, split: str) -> float:
     params = mpdbm.ordinary(state.params, state.aux)
     return mpdbm.classification_error(
@@ -96,28 +80,32 @@ def error(cfg: Config, d: data.BinarizedMNIST, state, split: str) -> float:
     )
 
 
-def data_check(cfg: Config, xy) -> None:
-    classifier.classifier_data_check(784, 10)(xy)
-    check_binary(xy[0], "training images")
+def phases(cfg: Config) -> list[run.Phase]:
+    objective = lambda c: dbm_step.mp_objective(  # noqa: E731
+        n_iter=c.mean_field_iters, hide_prob=c.hide_prob, label_weight=c.label_weight
+    )
+    train_phase = deep.classifier_phase(
+        "train",
+        init,
+        objective,
+        lambda c, d: train.adam(c.learning_rate),
+        epochs=lambda c: c.epochs,
+        inputs=lambda c, d: d.train,
+        check=lambda x: check_binary(x, "training images"),
+        monitor=lambda c, d, st, key, e: {"valid_error": error(c, d, st, "valid")},
+    )
+    return [train_phase]
 
 
 def evaluate(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
-    state = done["train"]
-    params = mpdbm.ordinary(state.params, state.aux)
-    bound = eval.mpdbm_log_likelihood_bound(
-        key, params, d.binary["test"], ais.base_rate_biases(d.binary["train"]), reverse=True,
-        reverse_burn_in=cfg.reverse_burn_in, n_chains=cfg.ais_chains,
-        betas=ais.betas_salakhutdinov_murray(cfg.ais_temps), mf_tol=cfg.mf_tol,
-        mf_max_iter=cfg.mf_max_iter, dataset=d.source, split="test", protocol=d.protocol,
+    params = mpdbm.ordinary(done["train"].params, done["train"].aux)
+    out = dbm_evaluation(
+        key, params, d.binary, splits=("test",), n_chains=cfg.ais_chains, n_temps=cfg.ais_temps,
+        reverse_burn_in=cfg.reverse_burn_in, mf_tol=cfg.mf_tol, mf_max_iter=cfg.mf_max_iter,
+        dataset=d.source, protocol=d.protocol,
     )  # fmt: skip
-    return {
-        "test_loglik_bound": bound,
-        "log_z": bound.extras["log_z_forward"],
-        "log_z_reverse": bound.extras["log_z_reverse"],
-        "test_error": error(cfg, d, state, "test"),
-        "valid_error": error(cfg, d, state, "valid"),
-        "n_train": int(d.train.shape[0]),
-    }
+    errors = {f"{s}_error": error(cfg, d, done["train"], s) for s in ("test", "valid")}
+    return {**out, **errors, "n_train": int(d.train.shape[0])}
 
 
 def pictures(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
@@ -132,38 +120,21 @@ def pictures(cfg: Config, d: data.BinarizedMNIST, done, key) -> dict:
                             "test digits / bottom half filled in")}  # fmt: skip
 
 
-def describe(cfg: Config) -> dict:
-    return {
-        "model": f"MP-DBM 784-{cfg.n_h1}-{cfg.n_h2} + 10 labels",
-        "training": f"{'centered ' if cfg.centering else ''}multi-prediction, "
-        f"{cfg.mean_field_iters} unrolled mean-field sweeps, hide prob {cfg.hide_prob}, label "
-        f"weight {cfg.label_weight}, Adam lr {cfg.learning_rate}, {cfg.epochs} epochs, batch "
-        f"{cfg.batch_size}, random init (no pretraining)",
-        "classification": f"argmax of Q(y|v) after {cfg.mean_field_iters} mean-field sweeps "
-        "(no multi-inference trick)",
-    }
-
-
 EXPERIMENT = run.Experiment(
     name="mpdbm_mnist",
     published=lambda c: {"test_error": "mpdbm_error"},
     presets=PRESETS,
-    load=load,
-    phases=lambda cfg: [
-        run.Phase(
-            "train",
-            init,
-            step,
-            data_check=data_check,
-            train_data=lambda c, d, done: (d.train, d.labels["train"]),
-            monitor=lambda c, d, st, key, e: {"valid_error": error(c, d, st, "valid")},
-        )
-    ],  # fmt: skip
+    load=lambda cfg: cfg.load_data(),
+    phases=phases,
     evaluate=evaluate,
     pictures=pictures,
-    describe=describe,
+    describe=lambda c: {
+        "model": f"MP-DBM 784-{c.n_h1}-{c.n_h2} + 10 labels",
+        "training": f"{'centered ' if c.centering else ''}multi-prediction, {c.mean_field_iters} "
+        f"unrolled mean-field sweeps, hide prob {c.hide_prob}, Adam, random init",
+    },
     divergence_hint=lambda c: f"(Adam learning_rate={c.learning_rate})",
-)
+)  # fmt: skip
 
 if __name__ == "__main__":
     run.main(EXPERIMENT)

@@ -74,6 +74,52 @@ def _update_layers(parity: int):
 BLOCKS = (_update_layers(1), _update_layers(0))
 
 
+def sample(
+    key: PRNGKeyArray,
+    params: DBMParams,
+    n: int,
+    sweeps: int,
+    v_mean: Float[Array, " V"] | None = None,
+) -> tuple[Float[Array, "n _"], ...]:
+    """``n`` independent block-Gibbs chains of the DBM after ``sweeps`` sweeps (§20.4.1).
+
+    Start: ``v ~ Bernoulli(v_mean)`` (e.g. the training digits' mean; ``0.5`` if None), every
+    hidden layer ``~ Bernoulli(0.5)``; each sweep draws the odd layers given the even ones,
+    then the even layers (``v`` last among them) given the odd ones (:data:`BLOCKS`).  Returns
+    the final states, one ``(n, n_l)`` binary array per layer: ``states[0]`` is a draw of
+    ``P(v | h¹)`` whose law approaches the model's ``p(v)`` as ``sweeps`` grows.  Jitted;
+    the sweeps are one ``lax.scan``.
+    """
+    if n < 1 or sweeps < 0:
+        raise ConfigError(f"sample needs n >= 1 and sweeps >= 0, got n={n}, sweeps={sweeps}")
+    n_v = params.biases[0].shape[0]
+    mean = jnp.full((n_v,), 0.5) if v_mean is None else jnp.asarray(v_mean, jnp.float32)
+    if mean.shape != (n_v,):
+        raise ConfigError(f"v_mean must have shape ({n_v},), got {tuple(mean.shape)}")
+    return _sample(key, params, n, sweeps, mean)
+
+
+@jax.jit(static_argnums=(2, 3))
+def _sample(key, params: DBMParams, n: int, sweeps: int, v_mean) -> tuple:
+    k_start, k_run = jax.random.split(key)
+    means = (v_mean, *(jnp.full_like(b, 0.5) for b in params.biases[1:]))
+    ks = jax.random.split(k_start, len(means))
+    start = tuple(
+        jax.random.bernoulli(k, m, (n, m.shape[0])).astype(jnp.float32)
+        for k, m in zip(ks, means, strict=True)
+    )
+
+    def one_sweep(state, k):  # both blocks of every chain, a key per chain and block
+        def chain(kc, s):
+            k_odd, k_even = jax.random.split(kc)
+            return BLOCKS[1](k_even, params, BLOCKS[0](k_odd, params, s))
+
+        return jax.vmap(chain)(jax.random.split(k, n), state), None
+
+    final, _ = jax.lax.scan(one_sweep, start, jax.random.split(k_run, sweeps))
+    return final
+
+
 def to_boltzmann(params: DBMParams):
     """The same distribution as a general BM over all units (layers concatenated in order):
     ``U`` holds ``W_l`` and ``W_lᵀ`` in the off-diagonal blocks of adjacent layers."""

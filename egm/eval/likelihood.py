@@ -43,7 +43,7 @@ from egm.data.validate import check_binary, check_shape
 from egm.energies import dbm, rbm
 from egm.energies.rbm import RBMParams
 from egm.errors import ConfigError, DataError
-from egm.estimators import ais, mpdbm
+from egm.estimators import ais
 from egm.estimators.importance import ISEstimate, LogWeightsFn, importance_log_likelihood
 from egm.estimators.mpdbm import MPDBMParams
 from egm.eval.metrics import mean_free_energy
@@ -579,6 +579,43 @@ def _chunked_bounds(fn, params, v, chunk, **kw):
     return np.concatenate(vals), np.concatenate(iters), np.concatenate(resid)
 
 
+_FAMILY_ARGS = ("ais_result", "reverse", "reverse_burn_in", "reverse_start", "n_chains", "betas",
+                "z", "mf_tol", "mf_max_iter", "mf_init", "chunk", "dataset", "split", "protocol")  # fmt: skip
+
+
+def _family_args(args: dict) -> dict:
+    """The keyword arguments that :func:`dbm_log_likelihood_bound` and
+    :func:`mpdbm_log_likelihood_bound` share, from the caller's ``locals()``."""
+    return {k: args[k] for k in _FAMILY_ARGS}
+
+
+def _dbm_family_bound(
+    key, params, as_dbm: dbm.DBMParams, v, base_b, *, ais_result, reverse: bool,
+    reverse_burn_in: int, reverse_start, n_chains: int, betas, z: float, mf_tol: float,
+    mf_max_iter: int, mf_init: str, chunk: int, dataset: str, split: str, protocol: str,
+) -> LogLikelihood:  # fmt: skip
+    """The bound of a DBM (``params`` a :class:`~egm.energies.dbm.DBMParams`) or of an MP-DBM
+    with its labels summed out (``params`` an :class:`MPDBMParams`): check ``v``, run (or
+    reuse) the AIS behind ``log Z`` on ``as_dbm`` (the MP-DBM as a DBM with a softmax top
+    layer), the mean-field bounds in chunks, and assemble the record."""
+    softmax_top = isinstance(params, MPDBMParams)
+    v = jnp.asarray(v, jnp.float32)
+    check_shape(v, as_dbm.biases[0].shape[0], "data")
+    check_binary(v, "data")
+    temps = _n_temps(betas) if ais_result is None or betas is not None else None
+    res = _bidirectional(
+        key, as_dbm, base_b, ais_result, reverse=reverse, reverse_burn_in=reverse_burn_in,
+        reverse_start=reverse_start, n_chains=n_chains, betas=betas, softmax_top=softmax_top,
+    )  # fmt: skip
+    b, iters, resid = _chunked_bounds(
+        _mpdbm_bounds if softmax_top else _dbm_bounds, params, v, chunk, tol=mf_tol,
+        max_iter=mf_max_iter, init=mf_init,
+    )  # fmt: skip
+    model = "MP-DBM (labels summed out)" if softmax_top else "DBM"
+    fields = dict(dataset=dataset, split=split, protocol=protocol)
+    return _dbm_family_record(b, iters, resid, res, temps, z, model, fields)
+
+
 def dbm_log_likelihood_bound(
     key: PRNGKeyArray,
     params: dbm.DBMParams,
@@ -622,19 +659,7 @@ def dbm_log_likelihood_bound(
     over-estimates ``log Z``); ``consistent=False`` with a note when the directions cross.
     ``extras`` has both ``log Ẑ``, the mean-field iterations and the largest residual (a
     residual above ``mf_tol`` means some examples did not converge)."""
-    v = jnp.asarray(v, jnp.float32)
-    check_shape(v, params.biases[0].shape[0], "data")
-    check_binary(v, "data")
-    temps = _n_temps(betas) if ais_result is None or betas is not None else None
-    res = _bidirectional(
-        key, params, base_b, ais_result, reverse=reverse, reverse_burn_in=reverse_burn_in,
-        reverse_start=reverse_start, n_chains=n_chains, betas=betas, softmax_top=False,
-    )  # fmt: skip
-    b, iters, resid = _chunked_bounds(
-        _dbm_bounds, params, v, chunk, tol=mf_tol, max_iter=mf_max_iter, init=mf_init
-    )
-    fields = dict(dataset=dataset, split=split, protocol=protocol)
-    return _dbm_family_record(b, iters, resid, res, temps, z, "DBM", fields)
+    return _dbm_family_bound(key, params, params, v, base_b, **_family_args(locals()))
 
 
 def mpdbm_log_likelihood_bound(
@@ -670,18 +695,5 @@ def mpdbm_log_likelihood_bound(
     a run of those parameters.  Arguments, bracket and record as in
     :func:`dbm_log_likelihood_bound`; ``mf_max_residual`` is over all examples and classes.
     """
-    mpdbm.check_params(params)
-    v = jnp.asarray(v, jnp.float32)
-    check_shape(v, params.dbm.biases[0].shape[0], "data")
-    check_binary(v, "data")
-    temps = _n_temps(betas) if ais_result is None or betas is not None else None
-    res = _bidirectional(
-        key, ais.mpdbm_as_dbm(params), base_b, ais_result, reverse=reverse,
-        reverse_burn_in=reverse_burn_in, reverse_start=reverse_start, n_chains=n_chains,
-        betas=betas, softmax_top=True,
-    )  # fmt: skip
-    b, iters, resid = _chunked_bounds(
-        _mpdbm_bounds, params, v, chunk, tol=mf_tol, max_iter=mf_max_iter, init=mf_init
-    )
-    fields = dict(dataset=dataset, split=split, protocol=protocol)
-    return _dbm_family_record(b, iters, resid, res, temps, z, "MP-DBM (labels summed out)", fields)
+    as_dbm = ais.mpdbm_as_dbm(params)  # checks the MP-DBM's shapes
+    return _dbm_family_bound(key, params, as_dbm, v, base_b, **_family_args(locals()))

@@ -223,6 +223,38 @@ def init_dbm_classifier(
     return mlp_params_from_rbms([first, (W2, params.biases[2])], n_classes, key)
 
 
+class DBMClassifier(NamedTuple):
+    """The fine-tuned DBM classifier as pure functions: ``features(dbm_params, v)`` is
+    :func:`augmented_input`, ``apply(mlp_params, features)`` the MLP's logits, and
+    ``logits((mlp_params, dbm_params), v)`` the two composed."""
+
+    features: Any
+    apply: Any
+
+    def logits(self, params: tuple[Any, DBMParams], v: Float[Array, "B V"]) -> Array:
+        return self.apply(params[0], self.features(params[1], v))
+
+
+def dbm_classifier(
+    n_hidden: tuple[int, ...],
+    n_classes: int = 10,
+    *,
+    tol: float = 1e-5,
+    max_iter: int = 100,
+    init: str = "half",
+) -> DBMClassifier:
+    """The MLP ``[v, q(h^L|v)] -> n_hidden -> n_classes`` of :func:`init_dbm_classifier`
+    (sigmoid hidden layers, :class:`egm.models.mlp.MLP`) on the converged mean-field features
+    (``tol``, ``max_iter``, ``init`` of :func:`egm.energies.dbm.mean_field`)."""
+    from egm.models.mlp import MLP
+
+    module = MLP(tuple(n_hidden), n_classes)
+    return DBMClassifier(
+        lambda p, v: augmented_input(p, v, tol=tol, max_iter=max_iter, init=init),
+        lambda p, x: module.apply({"params": p}, x),
+    )
+
+
 # ------------------------------------------------------------------------------------------
 # Multi-prediction training (Goodfellow et al. 2013, egm.estimators.mpdbm)
 # ------------------------------------------------------------------------------------------

@@ -1,29 +1,31 @@
 r"""Greedy layer-wise pretraining of a stack of RBMs (§20.3, Hinton, Osindero & Teh 2006).
 
-Layer ``l`` is an RBM trained (with :func:`egm.train.rbm_objective`, :func:`make_epoch`
-and :func:`fit`) on the representation the layers below produce: ``x_0 = data`` and
+Layer ``l`` is an RBM trained (with :func:`egm.train.rbm_objective`) on the representation
+the layers below produce: ``x_0 = data`` and
 
 .. math:: x_{l+1} = P(h = 1 \mid x_l) = σ(c_l + m_v\, x_l W_l)    \quad(\text{"mean"})
 
-or one Bernoulli draw of it (``"sample"``), where ``m_v`` is the layer's number of tied
-visible copies (:mod:`egm.train.rbm_step`): an RBM trained with ``visible_copies = 2``
-infers its hidden units with ``2 Wᵀv + c`` (Salakhutdinov & Hinton 2009, the bottom
-layer of DBM pretraining).  The stack is the DBN of :mod:`egm.models.dbn` or, with copies,
-the pretraining of a DBM.
+or one Bernoulli draw of it (``"sample"``, one fixed draw per example, keyed by the
+example's index), where ``m_v`` is the layer's number of tied visible copies
+(:mod:`egm.train.rbm_step`): an RBM trained with ``visible_copies = 2`` infers its hidden
+units with ``2 Wᵀv + c`` (Salakhutdinov & Hinton 2009, the bottom layer of DBM
+pretraining).  The stack is the DBN of :mod:`egm.models.dbn` or, with copies, the
+pretraining of a DBM.
 
-Resumable layer by layer: with ``checkpoint_dir`` each layer ``l`` checkpoints its train
-state in ``checkpoint_dir/layer_l`` (:class:`egm.train.Checkpointer`) next to its spec; a
-killed run restarted with the same arguments restores the finished layers and resumes the
-interrupted one from its last checkpoint.  Epoch ``e`` of layer ``l`` uses the key
-``fold_in(fold_in(key, l), e)`` and the propagated representation is a function of the
-key and the trained parameters, so a resumed stack ends with the same parameters.
+One path builds every layer: :func:`init_layer_state` (the RBM initialised on its input,
+the frozen layers below in the state's ``aux``, :class:`LayerAux`), :func:`layer_objective`
+(each raw minibatch pushed up through those layers, :func:`layer_inputs`, so the members
+of a vmapped sweep each train on their own representation) and :func:`layer_optimizer`.
+The run driver (:mod:`egm.run`) runs it as one phase per layer (:func:`greedy_phases`);
+the functional :func:`pretrain_stack` runs the same layers with :func:`egm.train.fit`.
 
-On the run driver (:mod:`egm.run`) the stack is one phase per layer
-(:func:`greedy_phases`): layer ``l``'s train state carries the frozen layers below it in its
-``aux`` (:class:`LayerAux`) and its step pushes each raw minibatch up through them
-(:func:`layer_inputs`), so the members of a vmapped sweep each train on their own
-representation; a ``"sample"`` layer hands on one fixed draw per example (keyed by the
-example's index), as :func:`pretrain_stack` does with one draw of the whole array.
+:func:`pretrain_stack` resumes layer by layer: with ``checkpoint_dir`` each layer ``l``
+checkpoints its train state in ``checkpoint_dir/layer_l`` (:class:`egm.train.Checkpointer`)
+next to its spec; a killed run restarted with the same arguments restores the finished
+layers and resumes the interrupted one from its last checkpoint.  Epoch ``e`` of layer
+``l`` uses the key ``fold_in(k_train, e)`` with ``k_train`` from ``fold_in(key, l)``, and
+the representation is a function of the keys and the trained parameters, so a resumed stack
+ends with the same parameters.
 """
 
 from __future__ import annotations
@@ -110,150 +112,23 @@ class LayerSpec:
         ).validate()
 
 
+def dbm_pretraining_specs(n_hidden: Sequence[int], **common: Any) -> list[LayerSpec]:
+    """The stack of DBM pretraining (Salakhutdinov & Hinton 2009, §20.4.4), composed by
+    :func:`egm.energies.dbm.from_pretrained_rbms`: the bottom RBM with two tied copies of
+    its visible layer, the top one with two tied copies of its hidden layer, any middle ones
+    ordinary; every other :class:`LayerSpec` field from ``common``."""
+    if len(n_hidden) < 2:
+        raise ConfigError(f"DBM pretraining needs at least 2 hidden layers, got {list(n_hidden)}")
+    last = len(n_hidden) - 1
+    return [LayerSpec(n, visible_copies=2 if l == 0 else 1, hidden_copies=2 if l == last else 1,
+                      **common) for l, n in enumerate(n_hidden)]  # fmt: skip
+
+
 def infer_up(
     params: RBMParams, x: Float[Array, "N V"], visible_copies: int = 1
 ) -> Float[Array, "N H"]:
     """``P(h = 1 | x) = σ(c + m_v xW)`` of an RBM trained with ``m_v`` tied visible copies."""
     return jax.nn.sigmoid(params.c + visible_copies * (jnp.asarray(x, jnp.float32) @ params.W))
-
-
-_infer_up = jax.jit(infer_up, static_argnums=2)
-
-
-def propagate(
-    key: PRNGKeyArray, params: RBMParams, x: Float[Array, "N V"], spec: LayerSpec
-) -> Float[Array, "N H"]:
-    """The next layer's training data from this layer's: means or one Bernoulli draw."""
-    p = _infer_up(params, x, spec.visible_copies)
-    if spec.propagate == "sample":
-        return jax.random.bernoulli(key, p).astype(jnp.float32)
-    return p
-
-
-def _unit_interval_check(n_visible: int):
-    from egm.data.validate import check_shape, check_unit_interval
-
-    def check(x) -> None:
-        check_shape(x, n_visible, "layer input")
-        check_unit_interval(x, "layer input")
-
-    return check
-
-
-def pretrain_stack(
-    key: PRNGKeyArray,
-    data: Float[Array, "N V"],
-    specs: Sequence[LayerSpec],
-    *,
-    checkpoint_dir: str | Path | None = None,
-    checkpoint_every: int = 1,
-    on_epoch_end: Callable[[int, int, Any, dict[str, Any]], dict[str, Any] | None] | None = None,
-    on_layer_end: Callable[[int, RBMParams, Array], None] | None = None,
-    progress: bool = False,
-) -> list[RBMParams]:
-    """Train ``len(specs)`` RBMs greedily, bottom-up; returns their parameters.
-
-    ``data``: (N, V) values in [0, 1] (binary data or, for a higher layer, means).
-    ``on_epoch_end(layer, epoch, train_state, metrics)`` may return extra metrics
-    (logging); ``on_layer_end(layer, params, next_data)`` sees each finished layer and the
-    representation handed to the next one.  ``checkpoint_dir``: see the module docstring
-    (a directory holding a different spec for a layer raises :class:`ConfigError`).
-    """
-    if not specs:
-        raise ConfigError("pretrain_stack needs at least one LayerSpec")
-    specs = [s.validate() for s in specs]
-    x = jnp.asarray(data, jnp.float32)
-    if x.ndim != 2:
-        raise ConfigError(f"data must be (N, V), got shape {tuple(x.shape)}; flatten images")
-    _unit_interval_check(x.shape[1])(np.asarray(x))
-    stack: list[RBMParams] = []
-    for layer, spec in enumerate(specs):
-        k_layer = jax.random.fold_in(key, layer)
-        params = _train_layer(
-            k_layer,
-            layer,
-            x,
-            spec,
-            checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
-            checkpoint_every=checkpoint_every,
-            on_epoch_end=on_epoch_end,
-            progress=progress,
-        )
-        stack.append(params)
-        x = propagate(jax.random.fold_in(k_layer, 1 << 20), params, x, spec)
-        if on_layer_end is not None:
-            on_layer_end(layer, params, x)
-    return stack
-
-
-def _train_layer(
-    key: PRNGKeyArray,
-    layer: int,
-    x: Float[Array, "N V"],
-    spec: LayerSpec,
-    *,
-    checkpoint_dir: Path | None,
-    checkpoint_every: int,
-    on_epoch_end,
-    progress: bool,
-) -> RBMParams:
-    k_init, k_state, k_train = jax.random.split(key, 3)
-    n, n_visible = x.shape
-    data_mean = jnp.mean(x, axis=0)
-    params = rbm.init(k_init, n_visible, spec.n_hidden, scale=spec.init_scale, data_mean=data_mean)
-    opt = layer_optimizer(spec, n)
-    state = init_rbm_state(
-        k_state,
-        params,
-        opt,
-        data_mean,
-        spec.n_chains,
-        visible_copies=spec.visible_copies,
-        hidden_copies=spec.hidden_copies,
-    )
-    epoch_fn = jax.jit(
-        make_epoch(make_step(rbm_objective(spec.step_config()), opt), spec.batch_size),
-        donate_argnums=0,
-    )
-    ckpt, start = None, 0
-    if checkpoint_dir is not None:
-        d = checkpoint_dir / f"layer_{layer}"
-        d.mkdir(parents=True, exist_ok=True)
-        spec_file = d / "spec.json"
-        record = {"spec": dataclasses.asdict(spec), "n_visible": n_visible, "n_examples": n}
-        ckpt = Checkpointer(d / "checkpoints", every=checkpoint_every)
-        if ckpt.latest_epoch() is not None:
-            saved = json.loads(spec_file.read_text()) if spec_file.exists() else None
-            if saved != record:
-                raise ConfigError(
-                    f"{d} holds checkpoints of a layer trained with a different spec or data "
-                    f"({saved} vs {record}); use a new checkpoint directory or delete that one"
-                )
-            last, state = ckpt.restore(state)
-            start = last + 1
-        spec_file.write_text(json.dumps(record, sort_keys=True))
-
-    def hook(epoch, st, m):
-        return None if on_epoch_end is None else on_epoch_end(layer, epoch, st, m)
-
-    if start < spec.epochs:
-        state = fit(
-            state,
-            x,
-            epoch_fn=epoch_fn,
-            key=k_train,
-            n_epochs=spec.epochs,
-            start_epoch=start,
-            on_epoch_end=hook,
-            checkpointer=ckpt,
-            progress=progress,
-            divergence_hint=f"(layer {layer}: learning_rate={spec.learning_rate}, "
-            f"momentum={spec.momentum})",
-            data_check=_unit_interval_check(n_visible),
-        )
-    if ckpt is not None:
-        ckpt.close()
-    return jax.tree_util.tree_map(jnp.asarray, state.params)
 
 
 def layer_optimizer(spec: LayerSpec, n_examples: int):
@@ -266,11 +141,6 @@ def layer_optimizer(spec: LayerSpec, n_examples: int):
         spec.weight_decay,
         lr_multiplier=linear_decay(steps) if spec.lr_decay else None,
     )
-
-
-# ------------------------------------------------------------------------------------------
-# The stack as run-driver phases: one phase per layer, the layers below frozen in the state
-# ------------------------------------------------------------------------------------------
 
 
 class LayerAux(NamedTuple):
@@ -315,9 +185,9 @@ def init_layer_state(
     data: Float[Array, "N V"],
     below_states: Sequence[TrainState],
 ) -> TrainState:
-    """The initial state of layer ``layer``'s phase: an RBM initialised as in
-    :func:`pretrain_stack` on its input (``data`` pushed up through ``below_states``, the
-    finished states of the layers under it), with :class:`LayerAux` as ``aux``."""
+    """The initial state of layer ``layer``: an RBM (``N(0, init_scale²)`` weights, base-rate
+    visible biases) on its input (``data`` pushed up through ``below_states``, the finished
+    states of the layers under it), with :class:`LayerAux` as ``aux``."""
     specs = tuple(s.validate() for s in specs)
     spec = specs[layer]
     if len(below_states) != layer:
@@ -360,6 +230,110 @@ def layer_objective(specs: Sequence[LayerSpec], layer: int):
         return ObjectiveOut(out.grads, out.chains, aux._replace(offsets=out.aux), out.metrics)
 
     return objective
+
+
+def _unit_interval_check(n_visible: int):
+    from egm.data.validate import check_shape, check_unit_interval
+
+    def check(x) -> None:
+        check_shape(x, n_visible, "layer input")
+        check_unit_interval(x, "layer input")
+
+    return check
+
+
+def pretrain_stack(
+    key: PRNGKeyArray,
+    data: Float[Array, "N V"],
+    specs: Sequence[LayerSpec],
+    *,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 1,
+    on_epoch_end: Callable[[int, int, Any, dict[str, Any]], dict[str, Any] | None] | None = None,
+    on_layer_end: Callable[[int, RBMParams, Array], None] | None = None,
+    progress: bool = False,
+) -> list[RBMParams]:
+    """Train ``len(specs)`` RBMs greedily, bottom-up; returns their parameters.
+
+    Layer ``l`` is the driver's layer phase (:func:`init_layer_state`, :func:`layer_objective`,
+    :func:`layer_optimizer`) trained by :func:`egm.train.fit` on ``(data, index)``, with the
+    keys ``split(fold_in(key, l))`` for its initial state and its epochs.
+    ``data``: (N, V) values in [0, 1] (binary data or, for a higher layer, means).
+    ``on_epoch_end(layer, epoch, train_state, metrics)`` may return extra metrics
+    (logging); ``on_layer_end(layer, params, next_data)`` sees each finished layer and the
+    representation it hands to the next one (:func:`layer_inputs` of the whole ``data``).
+    ``checkpoint_dir``: see the module docstring (a directory holding a different spec for a
+    layer raises :class:`ConfigError`).
+    """
+    if not specs:
+        raise ConfigError("pretrain_stack needs at least one LayerSpec")
+    specs = tuple(s.validate() for s in specs)
+    x = jnp.asarray(data, jnp.float32)
+    if x.ndim != 2:
+        raise ConfigError(f"data must be (N, V), got shape {tuple(x.shape)}; flatten images")
+    _unit_interval_check(x.shape[1])(np.asarray(x))
+    index = jnp.arange(x.shape[0], dtype=jnp.int32)
+    states: list[TrainState] = []
+    for layer in range(len(specs)):
+        k_init, k_train = jax.random.split(jax.random.fold_in(key, layer))
+        state = init_layer_state(k_init, specs, layer, x, states)
+        where = None if checkpoint_dir is None else Path(checkpoint_dir) / f"layer_{layer}"
+        state = _train_layer(k_train, state, specs, layer, (x, index), where, checkpoint_every,
+                             on_epoch_end, progress)  # fmt: skip
+        states.append(state)
+        if on_layer_end is not None:
+            below = (*state.aux.below, state.params)
+            nxt = _layer_inputs(below, specs[: layer + 1], state.aux.keys, x, index)
+            on_layer_end(layer, state.params, nxt)
+    return [s.params for s in states]
+
+
+def _train_layer(
+    key: PRNGKeyArray,
+    state: TrainState,
+    specs: tuple[LayerSpec, ...],
+    layer: int,
+    data: tuple[Array, Array],
+    checkpoint_dir: Path | None,
+    checkpoint_every: int,
+    on_epoch_end,
+    progress: bool,
+) -> TrainState:
+    """Layer ``layer``'s epochs from ``state`` (resumed from ``checkpoint_dir`` if it holds
+    checkpoints of the same spec, input size and example count)."""
+    spec, n = specs[layer], data[0].shape[0]
+    step = make_step(layer_objective(specs, layer), layer_optimizer(spec, n))
+    epoch_fn = jax.jit(make_epoch(step, spec.batch_size), donate_argnums=0)
+    ckpt, start = None, 0
+    if checkpoint_dir is not None:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        spec_file = checkpoint_dir / "spec.json"
+        record = {"spec": dataclasses.asdict(spec), "n_visible": int(state.params.W.shape[0]),
+                  "n_examples": int(n)}  # fmt: skip
+        ckpt = Checkpointer(checkpoint_dir / "checkpoints", every=checkpoint_every)
+        if ckpt.latest_epoch() is not None:
+            saved = json.loads(spec_file.read_text()) if spec_file.exists() else None
+            if saved != record:
+                raise ConfigError(
+                    f"{checkpoint_dir} holds checkpoints of a layer trained with a different "
+                    f"spec or data ({saved} vs {record}); use a new checkpoint directory or "
+                    f"delete that one"
+                )
+            last, state = ckpt.restore(state)
+            start = last + 1
+        spec_file.write_text(json.dumps(record, sort_keys=True))
+    if start < spec.epochs:
+        state = fit(
+            state, data, epoch_fn=epoch_fn, key=key, n_epochs=spec.epochs, start_epoch=start,
+            on_epoch_end=None if on_epoch_end is None else (
+                lambda epoch, st, m: on_epoch_end(layer, epoch, st, m)),
+            checkpointer=ckpt, progress=progress,
+            divergence_hint=f"(layer {layer}: learning_rate={spec.learning_rate}, "
+            f"momentum={spec.momentum})",
+        )  # fmt: skip
+    if ckpt is not None:
+        ckpt.close()
+    return state
 
 
 def stacked(done: dict, n_layers: int, prefix: str = "layer") -> tuple[RBMParams, ...]:

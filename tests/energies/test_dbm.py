@@ -106,3 +106,71 @@ def test_variational_bound_is_below_exact_and_tight_when_factorial():
     p0 = p._replace(weights=(p.weights[0], jnp.zeros_like(p.weights[1])))
     mu0, _ = dbm.mean_field(p0, v, tol=1e-7)
     np.testing.assert_allclose(float(dbm.variational_bound(p0, v, mu0)), bm_exact(p0, v), atol=1e-4)
+
+
+def _even_chain_matrix(p):
+    """Exact transition matrix of one :func:`dbm.sample` sweep on the EVEN layers (v, h²) of a
+    3-layer DBM: ``M[e, e'] = Σ_{h¹} P(h¹ | e) P(e' | h¹)``.  The sweep redraws h¹ from the
+    even layers first, so the even layers alone are a Markov chain with this kernel, and the
+    start value of h¹ does not matter.  States: bits of (v, h²), v most significant."""
+    nv, n1, n2 = (b.shape[0] for b in p.biases)
+    evens, odds = exact.all_binary_states(nv + n2), exact.all_binary_states(n1)
+    v, h2 = evens[:, :nv], evens[:, nv:]
+
+    def cond(logits, states):  # [row, state] = P(states | logits of row)
+        return jnp.exp(jax.nn.log_sigmoid(logits) @ states.T
+                       + jax.nn.log_sigmoid(-logits) @ (1 - states).T)  # fmt: skip
+
+    a = cond(p.biases[1] + v @ p.weights[0] + h2 @ p.weights[1].T, odds)  # [e, h1]
+    b = cond(jnp.concatenate([p.biases[0] + odds @ p.weights[0].T,
+                              p.biases[2] + odds @ p.weights[1]], axis=1), evens)  # fmt: skip
+    return np.asarray(a @ b, np.float64)
+
+
+def _exact_even_and_v(p):
+    """Exact p(v, h²) (bits of (v, h²)) and p(v) of a 3-layer DBM, by enumeration."""
+    nv, n1, n2 = (b.shape[0] for b in p.biases)
+    joint = np.asarray(exact.bm_distribution(dbm.to_boltzmann(p)), np.float64)
+    joint = joint.reshape(2**nv, 2**n1, 2**n2)  # the natural order is (v, h1, h2)
+    return joint.sum(axis=1).reshape(-1), joint.sum(axis=(1, 2))
+
+
+def test_sample_matches_exact_visible_marginal():
+    """:func:`dbm.sample`'s final visible draws from M chains vs the exact p(v) of a 3-2-2 DBM.
+
+    Tolerance (tests/_stats.py): E[TV] bound + McDiarmid deviation at δ = 1e-6 for M i.i.d.
+    draws, plus the exact TV between the even layers' law after T sweeps and p(v, h²): from
+    the start law (v ~ Bernoulli(v_mean), h² ~ Bernoulli(0.5)) through the exact kernel of one
+    sweep on the even layers (:func:`_even_chain_matrix`); v's marginal is a function of the
+    even layers, so its TV is at most that.  Power: the same histogram is rejected against a
+    DBM with perturbed bottom weights.  Same key, same draws; every layer binary."""
+    p = _dbm(7, scale=1.5)
+    m, sweeps = 20000, 8
+    v_mean = jnp.array([0.2, 0.5, 0.9])
+    states = dbm.sample(jax.random.key(0), p, m, sweeps, v_mean)
+    assert [s.shape for s in states] == [(m, 3), (m, 2), (m, 2)]
+    assert all(set(np.unique(np.asarray(s))) <= {0.0, 1.0} for s in states)
+    evens = exact.all_binary_states(5)
+    start = np.prod(np.where(np.asarray(evens) == 1, np.r_[v_mean, 0.5, 0.5],
+                             1 - np.r_[v_mean, 0.5, 0.5]), axis=1)  # fmt: skip
+    p_even, p_v = _exact_even_and_v(p)
+    q = start @ np.linalg.matrix_power(_even_chain_matrix(p), sweeps)
+    tol = tv_tolerance(p_v, m) + tv(q, p_even)
+    h = histogram(np.asarray(exact.state_index(states[0])), 8)
+    assert tv(h, p_v) < tol, (tv(h, p_v), tol, tv(q, p_even))
+    wrong = p._replace(weights=(p.weights[0] + 1.0, p.weights[1]))
+    assert tv(h, _exact_even_and_v(wrong)[1]) > tol
+    again = dbm.sample(jax.random.key(0), p, m, sweeps, v_mean)
+    np.testing.assert_array_equal(np.asarray(again[0]), np.asarray(states[0]))
+
+
+def test_sample_rejects_bad_arguments():
+    import pytest
+
+    from egm.errors import ConfigError
+
+    p = _dbm(0)
+    with pytest.raises(ConfigError, match="n >= 1"):
+        dbm.sample(jax.random.key(0), p, 0, 5)
+    with pytest.raises(ConfigError, match="v_mean must have shape"):
+        dbm.sample(jax.random.key(0), p, 4, 5, jnp.zeros(4))

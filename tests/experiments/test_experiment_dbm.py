@@ -73,3 +73,22 @@ def test_dbn_mnist_rejects_bad_config(tmp_path):
         run.parse_args(exp.PRESETS, ["--hidden", "8,x", "--layer_epochs", "1,1"])
     # (a work dir holding checkpoints of another config is refused: test_smoke[dbn_mnist],
     # on the checkpoints of its tiny run, instead of training another DBN here)
+
+
+@pytest.mark.slow  # two tiny runs with sample scores: ~1 min on 2 cores
+@pytest.mark.parametrize("name", ["dbm_mnist", "dbn_mnist"])
+def test_score_samples_scores_the_declared_sampler(name, tmp_path):
+    """``--score_samples 100``: the experiment's declared sampler (DBM block Gibbs, DBN
+    top-RBM Gibbs then the ancestral pass down; both checked against exact marginals in
+    tests/energies/test_dbm.py and tests/models/test_dbn.py) gives the driver 100 digits,
+    which it scores: Fréchet distance, classifier score (within [1, 10], the range of an
+    exponentiated entropy gap over 10 classes), Parzen window on the test digits and the copy
+    check with its picture."""
+    exp = load_experiment(name)
+    cfg = tiny(name, tmp_path, score_samples=100)
+    res = run.run(exp.EXPERIMENT, cfg)
+    assert res["frechet_samples"] == 100 and res["frechet_distance"] > 0
+    assert 1.0 <= res["classifier_score"] <= 10.0
+    assert res["parzen_test"]["method"] == "parzen"
+    assert 0.0 <= res["copy_pixels_fraction_below_threshold"] <= 1.0
+    assert (tmp_path / "copies.png").exists()
