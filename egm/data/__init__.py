@@ -13,6 +13,7 @@ from egm.data.binarize import (
     describe_protocol,
 )
 from egm.data.binarized import BinarizedMNIST, load_binarized_mnist
+from egm.data.grey import GreyMNIST, load_grey_mnist
 from egm.data.idx import read_idx
 from egm.data.mnist import MNIST_SOURCES, MNIST_SPLITS, Dataset, load_mnist
 from egm.data.patches import PATCH_SOURCES, PATCH_SPLITS, load_patches
@@ -38,6 +39,8 @@ from egm.data.whitening import (
 )
 
 __all__ = [
+    "GreyMNIST",
+    "load_grey_mnist",
     "BinarizedMNIST",
     "load_binarized_mnist",
     "BINARIZATIONS",

@@ -92,7 +92,10 @@ class Experiment:
     done, key, n) -> (n, D)`` model samples in the data's representation (binary for binary
     models): with ``--score_samples n`` the driver adds their Fréchet distance, classifier
     score, Parzen estimate and copy check (:func:`egm.eval.scores.sample_scores`) to each
-    member's results.
+    member's results.  ``score_splits(cfg, data) -> {"train", "valid", "test": (N, D)}``: the
+    data the samples are scored against, in the samples' representation (default: the
+    data's ``binary`` splits; grey-level models such as a GAN or a flow declare their grey
+    splits).
 
     A preset named ``paper`` is the paper's full schedule; every ``results.json`` says how
     much of it the run trained (``schedule``: epochs per phase against the paper preset's,
@@ -111,6 +114,7 @@ class Experiment:
     divergence_hint: Callable[[Any], str] = lambda cfg: ""
     published: Callable[[Any], dict[str, str]] | None = None
     sample: Callable[..., Any] | None = None
+    score_splits: Callable[[Any, Any], dict] | None = None
 
 
 def rng_mode(fast_cpu_rng: bool):
@@ -244,7 +248,8 @@ class _Run:
 
     def sample_scores(self, cfg: Any, data: Any, done: dict, member: int, n: int) -> dict:
         """§20.14 scores of ``n`` model samples (``Experiment.sample``) against the data's
-        binary splits: :func:`egm.eval.scores.sample_scores`."""
+        splits (``Experiment.score_splits``, by default its binary ones):
+        :func:`egm.eval.scores.sample_scores`."""
         from egm.errors import ConfigError
         from egm.eval.scores import sample_scores
 
@@ -253,11 +258,14 @@ class _Run:
                 f"--score_samples {n}: {self.exp.name} declares no sampler (Experiment.sample); "
                 f"set --score_samples 0"
             )
-        binary = getattr(data, "binary", None)
-        if not isinstance(binary, dict) or not {"train", "valid", "test"} <= set(binary):
+        if self.exp.score_splits is not None:
+            splits = self.exp.score_splits(cfg, data)
+        else:
+            splits = getattr(data, "binary", None)
+        if not isinstance(splits, dict) or not {"train", "valid", "test"} <= set(splits):
             raise ConfigError(
-                f"--score_samples: {self.exp.name}'s data has no binary train/valid/test splits "
-                f"to score samples against; set --score_samples 0"
+                f"--score_samples: {self.exp.name}'s data has no train/valid/test splits to "
+                f"score samples against (declare Experiment.score_splits); set --score_samples 0"
             )
         k_sample, k_score = jax.random.split(jax.random.fold_in(self.keys[member]["eval"], 7))
         drawn = self.exp.sample(cfg, data, done, k_sample, n)
@@ -265,7 +273,7 @@ class _Run:
         out = {}
         for name, samples in sets.items():
             scores = sample_scores(
-                k_score, np.asarray(samples), binary["train"], binary["valid"], binary["test"],
+                k_score, np.asarray(samples), splits["train"], splits["valid"], splits["test"],
                 dataset=getattr(data, "source", "unknown"), protocol=getattr(data, "protocol", ""),
             )  # fmt: skip
             grid = scores.pop("copy_grid", None)
