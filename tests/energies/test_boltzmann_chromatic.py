@@ -73,6 +73,7 @@ def test_chromatic_sweep_is_the_sequential_kernel_in_colour_order():
     assert err < tv_tolerance(q, m), err
 
 
+@pytest.mark.slow  # 14 s cold; the kernel equals the sequential sweep exactly (default suite)
 def test_chromatic_chains_reach_the_exact_distribution_and_respect_clamps():
     """Stationarity: 20000 chains x 60 sweeps vs exact enumeration; the mixing bias is bounded
     by the TV of the exact kernel's 60-step law from the uniform start."""

@@ -141,6 +141,7 @@ def _moments_of(v):
     return v, (v[:, :, None] * v[:, None, :]).reshape(len(v), -1)
 
 
+@pytest.mark.slow  # 17 s cold; the Gamma sampler's moments and the conditionals stay in the default suite
 def test_block_gibbs_and_hmc_match_quadrature_moments():
     """D = 2, F = 3, N = M = 2.  Exact moments from a 2-D grid integral of exp(−F(v))
     (spacing 0.03; the grid-sum error, checked against spacing 0.06, is < 1e-5, negligible

@@ -24,7 +24,13 @@ def _tol(se):
 
 
 @pytest.mark.parametrize(
-    ("seed", "V", "H", "scale"), [(0, 8, 5, 0.5), (1, 10, 4, 1.5), (2, 6, 8, 3.0)]
+    ("seed", "V", "H", "scale"),
+    # two of the three in the slow suite (21 s cold); the bracket tests cover strong coupling
+    [
+        (0, 8, 5, 0.5),
+        pytest.param(1, 10, 4, 1.5, marks=pytest.mark.slow),
+        pytest.param(2, 6, 8, 3.0, marks=pytest.mark.slow),
+    ],
 )
 def test_forward_ais_matches_exact(seed, V, H, scale):
     p = random_rbm(seed, V, H, scale)
@@ -168,7 +174,11 @@ def test_grbm_ais_matches_exact(seed, scale):
     assert abs(float(res.log_z) - truth) < _tol(res.log_z_se), (float(res.log_z), truth)
 
 
-@pytest.mark.parametrize(("seed", "sizes", "scale"), [(0, (4, 3, 2), 1.0), (1, (5, 3, 4, 2), 1.5)])
+@pytest.mark.parametrize(
+    ("seed", "sizes", "scale"),
+    # the 3-hidden-layer case in the slow suite (10 s cold)
+    [(0, (4, 3, 2), 1.0), pytest.param(1, (5, 3, 4, 2), 1.5, marks=pytest.mark.slow)],
+)
 def test_dbm_ais_matches_exact(seed, sizes, scale):
     """DBMs with 2 and 3 hidden layers; exact log Z by enumerating all units (general-BM form)."""
     from egm.energies import dbm

@@ -26,7 +26,8 @@ RBM = load_experiment("rbm_mnist")
 @pytest.mark.parametrize(
     "extra",
     [
-        {"estimator": "cd", "k": 3, "centering": False},
+        # 18 s cold; the CD step itself is tested in tests/train and tests/estimators
+        pytest.param({"estimator": "cd", "k": 3, "centering": False}, marks=pytest.mark.slow),
         pytest.param({"binarization": "dynamic"}, marks=pytest.mark.slow),
         pytest.param(
             {"binarization": "threshold", "batch_size": 50, "n_chains": 20},
@@ -87,6 +88,7 @@ def test_explosion_without_nan_is_stopped(tmp_path):
     assert not (tmp_path / "results.json").exists()
 
 
+@pytest.mark.slow  # 59 s cold; the smoke test kills and resumes one experiment per family in the default suite
 def test_killed_run_resumes_with_nothing_lost(tmp_path):
     """SIGKILL the job mid-training, start the same command again: it resumes from the last
     checkpoint and ends with exactly the parameters of an uninterrupted run (compared through

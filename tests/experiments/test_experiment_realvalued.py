@@ -20,6 +20,7 @@ from egm.errors import ConfigError
 GRBM = load_experiment("grbm_patches")
 
 
+@pytest.mark.slow  # 21 s cold; the RBM's sweep == separate runs stays in the default suite
 def test_grbm_seed_sweep_equals_separate_runs(tmp_path):
     """A vmapped sweep over 2 seeds trains the same models as 2 separate runs (the members
     share the data: ``data_seed``).  Tolerance: vmap batches the same float32 ops (batched
@@ -41,6 +42,7 @@ def test_grbm_seed_sweep_equals_separate_runs(tmp_path):
     assert abs(alone[0]["test_loglik"]["value"] - alone[1]["test_loglik"]["value"]) > 1e-2
 
 
+@pytest.mark.slow  # 14 s cold; both samplers are checked against exact moments in tests/samplers
 @pytest.mark.parametrize("sampler", ["gibbs_langevin", "hmc"])
 def test_grbm_patches_other_samplers(tmp_path, sampler):
     # ais_temps and denoise_n of test_smoke[grbm_patches]: the evaluation programs do not depend

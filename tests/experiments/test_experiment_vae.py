@@ -69,6 +69,7 @@ def test_burda_lr_multiplier():
         vae.burda_lr_multiplier(3, steps_per_epoch=0)
 
 
+@pytest.mark.slow  # 37 s cold; the RBM's sweep == separate runs stays in the default suite
 def test_vae_seed_sweep_equals_separate_runs(tiny, tmp_path):
     """A vmapped sweep of 2 seeds ends with the figures of 2 separate runs.  vmap may reorder
     float operations: measured differences <= 3.1e-5 nats (one float32 ulp at -380 nats; member
@@ -113,6 +114,7 @@ def test_gumbel_tiny_all_estimators(tiny, tmp_path):
         assert (tmp_path / "g" / f"{est}_samples.png").exists()
 
 
+@pytest.mark.slow  # 16 s cold; decoder AIS and BDMC are checked against exact answers in tests/estimators
 def test_vae_decoder_ais_beside_is_on_the_same_digits_and_bdmc(tiny, tmp_path):
     """``--decoder_ais_temps K --bdmc_examples M`` on the tiny preset, through the
     experiment's ``evaluate`` (of an untrained vae1: the driver's part is the smoke test's):

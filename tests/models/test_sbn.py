@@ -169,6 +169,8 @@ def test_rws_model_gradient_approaches_exact_log_likelihood_gradient(tiny):
     assert e300 < 0.15 * e1, (e1, e300)
 
 
+# 12 s cold in all; each estimator's gradient is checked against the exact one in the default suite
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "cfg",
     [

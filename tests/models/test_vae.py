@@ -383,6 +383,7 @@ def test_conv_networks_shapes():
     assert m.apply(p, mu[0], method=vae.VAE.decode)[0].shape == (64,)
 
 
+@pytest.mark.slow  # 8 s cold (eager); the bounds' exact checks stay in the default suite
 def test_same_key_same_output_and_jit_equals_nojit():
     m = vae.VAE(x_dim=20, latent_dim=3, hidden=(8,))
     p = vae.init_params(jax.random.key(0), m)

@@ -68,6 +68,7 @@ def test_training_from_random_init_raises_the_exact_objective(centering):
             np.testing.assert_array_equal(o, o0)
 
 
+@pytest.mark.slow  # 9 s cold (eager scans); the step's exact-gradient tests stay in the default suite
 def test_step_is_deterministic_and_jit_matches_eager():
     x = _data()
     params, offsets = init_centered_params(jax.random.key(3), SIZES, x.mean(0))

@@ -62,7 +62,10 @@ def test_sweep_of_n_equals_n_separate_runs():
     assert not np.allclose(p[0].params.W, p[2].params.W)
 
 
-@pytest.mark.parametrize("estimator", ["cd", "pcd"])
+@pytest.mark.parametrize(
+    "estimator",
+    [pytest.param("cd", marks=pytest.mark.slow), "pcd"],  # cd: 7 s cold (eager)
+)
 def test_jit_equals_nojit_and_same_seed_same_numbers(estimator):
     _, state, epoch = _setup(estimator=estimator)
     a, ma = jax.jit(epoch)(state, _data(), jax.random.key(1))
