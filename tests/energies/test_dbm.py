@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from _stats import bm_sweep_matrix, histogram, random_dbm, tv, tv_tolerance
 
 from egm.energies import boltzmann, dbm
@@ -29,6 +30,7 @@ def test_energy_equals_general_bm_form():
         )
 
 
+@pytest.mark.slow  # 13 s cold; test_sample_matches_exact_visible_marginal checks the same sweep
 def test_block_gibbs_matches_exact_joint():
     """20000 independent chains; tolerance as in tests/_stats.py, with the mixing bias from
     the exact transition matrix of one odd-then-even sweep (units of one parity are

@@ -45,6 +45,7 @@ def test_forward_ais_matches_exact(seed, V, H, scale):
     assert float(res.ess) > 1.0 and float(res.ess) <= 1000.0  # ESS lies in [1, n]
 
 
+@pytest.mark.slow  # 14 s cold; reverse AIS is in the default suite's bracket test
 def test_reverse_ais_from_exact_samples_matches_exact():
     """Reverse AIS started from exact samples of p(v) is consistent for log Z (upper side)."""
     p = random_rbm(3, 9, 5, 2.0)
@@ -154,7 +155,9 @@ def test_full_schedule_on_a_wide_rbm_matches_exact():
     assert abs(float(rev.log_z) - truth) < _tol(rev.log_z_se), (float(rev.log_z), truth)
 
 
-@pytest.mark.parametrize(("seed", "scale"), [(0, 0.5), (1, 1.5)])
+@pytest.mark.parametrize(
+    ("seed", "scale"), [(0, 0.5), pytest.param(1, 1.5, marks=pytest.mark.slow)]
+)
 def test_grbm_ais_matches_exact(seed, scale):
     """Gaussian-Bernoulli RBM (6 visible, 5 hidden): AIS from a Gaussian base fitted to
     nothing in particular (mean 0, unit precision) vs exact log Z; same tolerance as above."""

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from _stats import Z, bm_sweep_matrix, tv
 
 from egm.energies import boltzmann
@@ -67,6 +68,7 @@ def test_sml_gradient_matches_exact():
     assert np.allclose(np.asarray(g.U), np.asarray(g.U).T) and np.all(np.diag(np.asarray(g.U)) == 0)
 
 
+@pytest.mark.slow  # the SML gradient's exact check stays in the default suite
 def test_sml_training_increases_exact_likelihood():
     """A few hundred SML steps with plain SGD raise the exact log-likelihood of the data."""
     import optax

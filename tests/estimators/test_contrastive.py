@@ -46,6 +46,7 @@ def test_gradient_with_exact_negatives_is_unbiased():
     assert np.max(clt_z(per, _flat(_exact_loss_grad(p, v_data)))) < Z
 
 
+@pytest.mark.slow  # 14 s cold; PCD's exact gradient is also checked in tests/train (fe_step, tied copies)
 def test_pcd_gradient_matches_exact_in_expectation():
     """40000 persistent chains burnt in for T sweeps; the remaining mixing bias of each
     coordinate (all terms lie in [-1, 1], width 2) is at most 2·TV_T, added to the CLT bound."""

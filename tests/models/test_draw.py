@@ -54,6 +54,7 @@ def test_full_canvas_read_reproduces_the_image_and_write_inverts_it(size):
     np.testing.assert_allclose(np.asarray(back), np.asarray(x), atol=1e-5)
 
 
+@pytest.mark.slow  # 10 s cold; the loss, sampler and filterbank tests build the same modules
 def test_read_write_shapes_and_module_paths():
     """Module read: 2N² numbers with attention, 2D without; write: D numbers."""
     for attention, r_len in ((True, 2 * 3 * 3), (False, 2 * 20 * 16)):

@@ -272,11 +272,22 @@ def case_mesh() -> dict[str, Any]:
     }
 
 
+def case_all(directory: str) -> dict[str, Any]:
+    """Every case in one process (one start-up and one JAX import for the whole module)."""
+    return {
+        "sweep": case_sweep(),
+        "data_parallel": case_data_parallel(),
+        "checkpoint": case_checkpoint(directory),
+        "mesh": case_mesh(),
+    }
+
+
 CASES = {
     "sweep": case_sweep,
     "data_parallel": case_data_parallel,
     "checkpoint": case_checkpoint,
     "mesh": case_mesh,
+    "all": case_all,
 }
 
 if __name__ == "__main__":

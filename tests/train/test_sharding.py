@@ -1,8 +1,8 @@
 """egm.train.shard: sweeps and data parallelism on 8 fake CPU devices (DESIGN.md §2, Devices).
 
 The fake devices need ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` before JAX is
-imported, so each multi-device test runs ``_sharding_worker.py CASE`` in a fresh process
-and asserts on the JSON it prints.  The last test runs the same module functions in this
+imported, so ``test_eight_fake_devices`` runs ``_sharding_worker.py all`` in one fresh process and
+asserts on the JSON it prints, case by case.  The last test runs the same module functions in this
 process, on the one ordinary CPU device (the data-parallel epoch compared with the plain
 one; the sweep's equality is the first test's).
 
@@ -62,8 +62,7 @@ def _all_split_8(infos: list[dict]) -> None:
         assert info["shard_rows"] == [2], info  # 16 members / 8 devices, each shard its own
 
 
-def test_sharded_sweep_equals_vmapped_sweep_on_8_devices():
-    out = _run("sweep")
+def _sharded_sweep_equals_vmapped_sweep_on_8_devices(out: dict) -> None:
     for setting in ("True", "False"):  # jax_threefry_partitionable on and off
         r = out[setting]
         assert r["mesh_size"] == 8
@@ -78,8 +77,7 @@ def test_sharded_sweep_equals_vmapped_sweep_on_8_devices():
     assert out["max_diff_between_settings"] > 1e-4
 
 
-def test_data_parallel_epoch_equals_single_device_epoch():
-    out = _run("data_parallel")
+def _data_parallel_epoch_equals_single_device_epoch(out: dict) -> None:
     for setting in ("True", "False"):
         r = out[setting]
         assert r["steps"] == 8  # 2 epochs of 64 // 16 steps
@@ -100,8 +98,7 @@ def test_data_parallel_epoch_equals_single_device_epoch():
     assert t["collectives_unconstrained"]["all-reduce"] == 0
 
 
-def test_checkpoint_round_trip_keeps_sharding(tmp_path):
-    out = _run("checkpoint", str(tmp_path / "ck"))
+def _checkpoint_round_trip_keeps_sharding(out: dict) -> None:
     assert out["epoch"] == 0
     assert out["max_diff"] == 0.0
     assert all(out["same_shardings"]) and all(out["key_dtypes_kept"])
@@ -112,8 +109,7 @@ def test_checkpoint_round_trip_keeps_sharding(tmp_path):
         assert info["n_devices"] == 4 and info["shard_rows"] == [4], info
 
 
-def test_mesh_helpers_and_errors():
-    out = _run("mesh")
+def _mesh_helpers_and_errors(out: dict) -> None:
     assert out["n_devices"] == 8
     # the largest divisor of the member count that is <= 8
     assert out["sizes"] == {"1": 1, "3": 3, "7": 7, "8": 8, "12": 6, "13": 1, "16": 8, "24": 8}
@@ -124,6 +120,17 @@ def test_mesh_helpers_and_errors():
     assert "multiple of 8" in err["dp_batch_12"]
     assert "sweep_mesh(12)" in err["shard_sweep_12_on_8"]
     assert "data_mesh" in err["wrong_axis"]
+
+
+def test_eight_fake_devices(tmp_path):
+    """One worker process runs every multi-device case (one start-up and one JAX import
+    instead of four): sharded sweep == vmapped sweep, data-parallel epoch == single-device
+    epoch, orbax round trip of sharded state, mesh helpers and their errors."""
+    out = _run("all", str(tmp_path / "ck"))
+    _sharded_sweep_equals_vmapped_sweep_on_8_devices(out["sweep"])
+    _data_parallel_epoch_equals_single_device_epoch(out["data_parallel"])
+    _checkpoint_round_trip_keeps_sharding(out["checkpoint"])
+    _mesh_helpers_and_errors(out["mesh"])
 
 
 def _worker_module():
