@@ -19,6 +19,7 @@ def _check_gemm_bound(rec: dict, n_products: int) -> None:
     assert 0 < rec["gemm_bound_fraction"] and rec["gemm_bound_s"] > 0
 
 
+@pytest.mark.slow  # the benchmark scripts' quick runs: one per family stays in the default suite
 def test_gibbs_dense_peer(run_quick):
     (rec,) = run_quick("gibbs_rbm", "--peers", "dense")
     assert rec["peer"] == "dense" and rec["unit"] == "chain-sweeps/s"
@@ -33,6 +34,7 @@ def test_gibbs_thrml_peer(run_quick):
     assert rec["peer"] == "thrml" and rec["peer_value"] > 0
 
 
+@pytest.mark.slow  # as above
 def test_pcd_epoch_egm_only(run_quick):
     (rec,) = run_quick("pcd_epoch", "--no_peer", "--n_examples", "100", "--variants", "centered")
     assert rec["bench"].endswith("_centered")

@@ -12,7 +12,7 @@ import pytest
 @pytest.mark.parametrize(
     ("model", "bench", "n"),
     [
-        ("rbm", "sweep_rbm_3x784x8", 3),
+        pytest.param("rbm", "sweep_rbm_3x784x8", 3, marks=pytest.mark.slow),  # 7 s cold
         pytest.param("vae", "sweep_vae_2x784-8-2", 2, marks=pytest.mark.slow),
     ],
 )

@@ -31,6 +31,7 @@ def _dbm_specs(epochs=(2, 2)):
     ]  # fmt: skip
 
 
+@pytest.mark.slow  # 8 s cold; the copies factor's exact gradient is in tests/train/test_rbm_step_copies.py
 def test_dbm_pretraining_stack_propagates_with_the_copies_factor():
     """Layer 1 trains on σ(c + 2·xW) of layer 0 (two visible copies); the stack's shapes are
     the small (tied) ones; a "sample" layer hands on a binary draw of its own means."""
