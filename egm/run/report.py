@@ -290,7 +290,10 @@ def update_readme(readme: str | Path, table: str, command: str) -> None:
 
 
 def keep(roots: Iterable[str | Path], into: str | Path) -> list[Path]:
-    """Copy every ``results.json`` under ``roots`` to ``into/<experiment>__<workdir>.json``."""
+    """Copy every ``results.json`` under ``roots`` to ``into/<experiment>__<workdir>.json``,
+    where ``<workdir>`` is the run's folder relative to the current directory (a leading
+    ``runs/`` dropped, ``/`` as ``__``: ``runs/scores/gan_mnist`` -> ``scores__gan_mnist``),
+    or relative to its root when it lies outside the current directory."""
     into = Path(into)
     into.mkdir(parents=True, exist_ok=True)
     out = []
@@ -299,7 +302,13 @@ def keep(roots: Iterable[str | Path], into: str | Path) -> list[Path]:
             res = json.loads(p.read_text())
             if "experiment" not in res:
                 continue
-            where = "__".join(p.parent.relative_to(root).parts) or p.parent.name  # the work dir
+            try:
+                parts = p.parent.resolve().relative_to(Path.cwd().resolve()).parts
+            except ValueError:
+                parts = p.parent.relative_to(root).parts or (p.parent.name,)
+            if len(parts) > 1 and parts[0] == "runs":
+                parts = parts[1:]
+            where = "__".join(parts)  # the work dir
             dest = into / f"{res['experiment']}__{where}.json"
             shutil.copyfile(p, dest)
             out.append(dest)

@@ -102,6 +102,7 @@ def test_chromatic_chains_reach_the_exact_distribution_and_respect_clamps():
     np.testing.assert_array_equal(y[:3], x0[0][:3])
 
 
+@pytest.mark.slow  # a training run (6 s cold); the exact checks of its pieces stay in the default suite
 def test_sml_with_a_structural_mask_trains_and_keeps_the_structure():
     """Visible units 0-3, hidden 4-6 on the ring structure; chromatic SML with the mask raises
     the exact log-likelihood (deterministic given the keys; gain > 0.3 nats asked, a fraction

@@ -357,6 +357,7 @@ def _exact_loglik(p, v):
     return -jnp.mean(jax.vmap(ssrbm.free_energy, (None, 0))(p, v)) - log_z
 
 
+@pytest.mark.slow  # a training run (6 s cold); the exact checks of its pieces stay in the default suite
 def test_pcd_with_projection_learns_a_teacher():
     """PCD-1 with the block Gibbs chain and project() (egm.train.make_fe_step) on 20k
     draws of the tiny teacher: the student's exact held-out log-likelihood (log Z by

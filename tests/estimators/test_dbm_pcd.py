@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from _stats import Z, random_dbm
 
 from egm.energies import dbm
@@ -47,6 +48,7 @@ def test_gradient_with_exact_negatives_matches_exact_bound_gradient():
     assert np.all(np.abs(full - truth) < Z * sd + 1e-5), np.max(np.abs(full - truth) / (sd + 1e-12))
 
 
+@pytest.mark.slow  # a training run (6 s cold); the exact checks of its pieces stay in the default suite
 def test_pcd_step_runs_and_raises_the_bound():
     """Plain SGD on the PCD gradient raises the exact variational objective of the data
     (deterministic given the keys; the gain is about 0.3 nats here, we ask for a tenth of a nat)."""

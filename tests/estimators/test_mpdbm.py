@@ -85,6 +85,7 @@ def test_energy_is_dbm_energy_plus_label_terms():
     np.testing.assert_allclose(mpdbm.energy(p, state, y), want, rtol=1e-6)
 
 
+@pytest.mark.slow  # a training run (6 s cold); the exact checks of its pieces stay in the default suite
 def test_mp_training_learns_to_classify_and_to_fill_in():
     """Three noisy prototypes (10% flips), label = prototype; 200 Adam steps on the MP loss
     from random init.  The Bayes error here is far below 5% (a 6-bit code with 2-bit
