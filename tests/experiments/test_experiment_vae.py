@@ -158,5 +158,8 @@ def test_samplers_are_scored(tiny, tmp_path, name, overrides, prefix):
     res = run_experiment(mod.EXPERIMENT, cfg)
     assert res[f"{prefix}frechet_samples"] == 100 and np.isfinite(res[f"{prefix}frechet_distance"])
     assert res[f"{prefix}parzen_test"]["method"] == "parzen"
-    assert 1.0 <= res[f"{prefix}classifier_score"] <= 10.0
+    # tiny models' samples are far from the test digits (measured FD in the hundreds against
+    # a held-out floor ~19); a sampler that returned data would fail this
+    assert res[f"{prefix}frechet_distance"] > 5 * res[f"{prefix}frechet_floor"]
+    assert np.isfinite(res[f"{prefix}classifier_score"])
     assert (tmp_path / f"{prefix}copies.png").exists()
