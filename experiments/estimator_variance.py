@@ -30,6 +30,7 @@ import numpy as np
 from egm import run
 from egm.errors import ConfigError
 from egm.estimators import gradient_study as gs
+from egm.eval import visualize
 from egm.run.config import RunFields, at_least, field
 
 
@@ -102,11 +103,7 @@ def evaluate(cfg: Config, data, done, key) -> dict:
 
 
 def pictures(cfg: Config, data, done, key) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = visualize.pyplot()
     rows = measure(cfg)[1]
     y = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.5), dpi=80)
@@ -119,9 +116,7 @@ def pictures(cfg: Config, data, done, key) -> dict:
     ax.invert_yaxis()
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].mean(-1) / 255.0
-    plt.close(fig)
+    image = visualize.figure_image(fig)
     title = f"gradient estimators, {cfg.n_samples} samples/estimate, {cfg.repeats} repeats"
     return {"variance_bias.png": (image, title)}
 

@@ -33,3 +33,24 @@ def tile_images(
             pad + c * (w + pad) : pad + c * (w + pad) + w,
         ] = x[i]
     return out
+
+
+def figure_image(fig) -> np.ndarray:
+    """A drawn matplotlib figure as a grey image in [0, 1] (the experiments' PNG writer takes
+    grey arrays); the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].mean(-1) / 255.0
+    plt.close(fig)
+    return image
+
+
+def pyplot():
+    """``matplotlib.pyplot`` with the non-interactive Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
