@@ -1,6 +1,8 @@
-"""Estimators: contrastive gradients, exact enumeration, annealed importance sampling."""
+"""Estimators: contrastive gradients, exact enumeration, annealed importance sampling, MMD,
+approximate Bayesian computation."""
 
 from egm.estimators import (
+    abc,
     ais,
     bm_sml,
     contrastive,
@@ -52,6 +54,7 @@ __all__ = [
     "BDMCResult",
     "DecoderAISResult",
     "ISEstimate",
+    "abc",
     "ais",
     "anneal_latent",
     "bdmc",
