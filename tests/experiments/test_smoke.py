@@ -108,6 +108,9 @@ CASES: dict[str, Case] = {
     "flow_2d": Case("flow_2d", pngs=("densities.png",)),
     "flow_mnist": Case("flow_mnist", pngs=("realnvp_samples.png", "maf2_samples.png")),
     "abc_conjugate": Case("abc_conjugate", pngs=("abc_posteriors.png",)),
+    "dae_mnist": Case("dae_mnist", pngs=("samples.png", "inpainting.png")),
+    "dae_2d": Case("dae_2d", pngs=("chains.png",)),
+    "gsn_mnist": Case("gsn_mnist", pngs=("samples.png",)),
 }  # fmt: skip
 
 FAMILIES = {
@@ -121,6 +124,7 @@ FAMILIES = {
     "implicit": ("gan_mnist", "gmmn_mnist"),
     "flows": ("flow_2d", "flow_mnist"),
     "ABC": ("abc_conjugate",),
+    "autoencoder chains": ("dae_mnist", "dae_2d", "gsn_mnist"),
 }  # fmt: skip
 
 #: The family's kill-and-resume in the default suite: experiment -> the phase it is killed
@@ -138,6 +142,8 @@ RESUME = {
     "gan_mnist": "train",
     # multi-phase: killed in the first model's phase, the second retrained
     "flow_2d": "realnvp_checkerboard",
+    # multi-phase: killed in the first walk-back phase
+    "dae_2d": "wb0_gaussian_mixture",
 }
 
 
@@ -526,6 +532,39 @@ def _check_abc(res, cfg, wd, mod):
     assert rows[0]["w1_summary_limit"] < 1e-6
 
 
+def _check_dae_mnist(res, cfg, wd, mod):
+    """Inpainting: egm's classifier labels the full test digits far better than the same
+    digits with their bottom half replaced by coin flips (measured 1.0 vs 0.4 on 50 digits);
+    the reconstruction cost lies below 784 log 2 = 543.4 nats, the uniform P(x|x̃)'s (the
+    output biases start at the data mean: measured 201); the walk-back metrics are logged."""
+    assert res["inpaint_accuracy_full"] > res["inpaint_accuracy_start"] + 0.2
+    assert 0 < res["test_recon_nll"] < 784 * math.log(2) and res["test_recon_nll_stderr"] > 0
+    assert res["inpaint_loglik_missing"] < 0 and res["inpaint_loglik_missing_start"] < 0
+    assert {"loss", "recon_nll", "walkback_nll"} <= set(_lines(wd)[-1])
+
+
+def _check_dae_2d(res, cfg, wd, mod):
+    """The 1 % quantile of the true log density and both models' far masses (fractions of
+    500 chains, with their binomial standard errors); a phase per walk-back value."""
+    assert math.isfinite(res["gaussian_mixture_hdr99_log_density"])
+    for wb in ("wb0", "wb2"):
+        far = res[f"{wb}_gaussian_mixture_far_mass"]
+        se = res[f"{wb}_gaussian_mixture_far_mass_stderr"]
+        assert 0 <= far <= 1 and se == pytest.approx(math.sqrt(max(far * (1 - far), 1e-12) / 500))
+    assert _phases(wd) == [("wb0_gaussian_mixture", 0), ("wb0_gaussian_mixture", 1),
+                           ("wb2_gaussian_mixture", 0), ("wb2_gaussian_mixture", 1)]  # fmt: skip
+
+
+def _check_gsn(res, cfg, wd, mod):
+    """CSL is a log-mean of Bernoulli probabilities of binary digits, so < 0 exactly; counts
+    are 2 chains x 20 states on 50 test digits; the published deep-GSN Parzen figure."""
+    rec = res["test_csl_loglik"]
+    assert rec["method"] == "importance" and rec["bound"] == "lower" and rec["value"] < 0
+    assert rec["counts"]["samples"] == 40 and rec["counts"]["examples"] == 50
+    assert res["published"]["parzen_test"]["value"] == 214.0 and "test_error" not in res
+    assert _phases(wd) == [("gsn", 0), ("gsn", 1)] and res["walkback_steps"] == 2
+
+
 CHECKS: dict[str, Callable[..., None]] = {
     "rbm_mnist": _check_rbm,
     "dbm_mnist": _check_dbm,
@@ -548,6 +587,9 @@ CHECKS: dict[str, Callable[..., None]] = {
     "flow_2d": _check_flow_2d,
     "flow_mnist": _check_flow_mnist,
     "abc_conjugate": _check_abc,
+    "dae_mnist": _check_dae_mnist,
+    "dae_2d": _check_dae_2d,
+    "gsn_mnist": _check_gsn,
 }
 
 # ----------------------------------------------------------------------------- kill and resume

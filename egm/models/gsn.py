@@ -1,0 +1,321 @@
+r"""Generative stochastic networks with a latent state (§20.12; Bengio et al. 2014).
+
+A GSN is a Markov chain over ``(x_k, h_k)`` whose transition is learned:
+
+.. math:: h_k \sim p_θ(h_k \mid h_{k-1}, x_{k-1}), \qquad x_k \sim p_θ(x_k \mid h_k).
+
+Here (the GSN of Bengio et al. 2014, in a Gauss–Seidel variant of their odd/even update): the
+visible state is corrupted by salt-and-pepper noise, ``x̃ = C(x_{k-1})``, then each hidden
+layer ``l = 1..L`` is updated in turn from the new layer below and the previous layer above,
+with Gaussian pre-activation noise,
+
+.. math:: h^l_k = \tanh\big(h^{l-1}_k W_l + h^{l+1}_{k-1} W_{l+1}^\top + b_l + σ ε\big),
+          \quad h^0_k = \tilde x,
+
+and ``p(x_k | h_k) = Π_i Bernoulli(σ(h^1_k W_1^\top + c)_i)`` (tied weights).  **Walk-back
+training** unrolls ``K`` steps from each training example ``x`` (``h_0 = 0``) and penalises
+``-log p(x | h_k)`` at every step (the reconstruction target is always the data), with
+gradients through the hidden chain (the Gaussian noise is reparameterised) and not through
+the sampled ``x_k``.  With ``L = 1`` and ``σ = 0`` the GSN is a DAE whose reconstruction
+distribution is ``p(x | h(x̃))`` (the tests use this exact reduction).
+
+* :func:`transition`, :func:`sample_chain` (``lax.scan``; ``clamp`` keeps observed units);
+* :func:`walkback_loss`;
+* :func:`csl_log_likelihood`: the consistent estimator of Bengio, Yao & Cho (2013),
+  ``log p̂(x) = log (1/S) Σ_s p(x | h^1_s)`` over ``S`` hidden states of the model's own chain:
+  for states drawn from the chain's stationary ``h`` marginal, ``E p(x | h) = p(x)``, so the
+  estimate is consistent as ``S → ∞`` and, by Jensen, a lower bound in expectation;
+* the discriminative GSN (§20.12.1): with ``n_classes > 0`` the visible state is ``(x, y)``,
+  ``y`` one-hot with a softmax ``p(y | h^1)``; :func:`classify` clamps ``x`` and averages
+  ``p(y | h)`` over the chain.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
+
+from egm.errors import ConfigError
+from egm.models.dae import check_corruption_level
+
+__all__ = [
+    "GSN",
+    "GSNChain",
+    "classify",
+    "csl_log_likelihood",
+    "init_params",
+    "recon_log_prob",
+    "sample_chain",
+    "transition",
+    "walkback_loss",
+]
+
+
+class GSN(NamedTuple):
+    """``x_dim`` visible units, ``hidden`` widths (L layers), salt-and-pepper ``level`` on
+    the input, Gaussian pre-activation noise ``sigma``, ``n_classes`` softmax label units of
+    the discriminative GSN (0: none)."""
+
+    x_dim: int
+    hidden: tuple[int, ...] = (1500,)
+    level: float = 0.4
+    sigma: float = 2.0
+    n_classes: int = 0
+
+    def check(self) -> GSN:
+        """Itself, or a :class:`ConfigError` naming the bad field."""
+        if int(self.x_dim) < 1 or not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ConfigError(f"a GSN needs x_dim >= 1 and at least one hidden width >= 1, got "
+                              f"{self.x_dim}, {tuple(self.hidden)}")  # fmt: skip
+        check_corruption_level(self.level, "salt_pepper")
+        if not (math.isfinite(float(self.sigma)) and self.sigma >= 0):
+            raise ConfigError(f"sigma (hidden noise sd) must be finite and >= 0, got {self.sigma}")
+        if int(self.n_classes) < 0 or int(self.n_classes) == 1:
+            raise ConfigError(f"n_classes must be 0 (none) or >= 2, got {self.n_classes}")
+        return self
+
+
+class GSNChain(NamedTuple):
+    """Kept states of a chain: ``x`` samples, ``mean`` the probabilities ``p(x_k | h_k)``
+    (for the visible units; label probabilities in ``y`` when ``n_classes``), ``h1`` the
+    first hidden layer (what ``p(x | h)`` reads)."""
+
+    x: Float[Array, "T *b D"]
+    mean: Float[Array, "T *b D"]
+    h1: Float[Array, "T *b H"]
+    y: Float[Array, "T *b K"] | None
+
+
+def init_params(
+    key: PRNGKeyArray, model: GSN, x_mean: Float[ArrayLike, " D"] | None = None
+) -> dict[str, Any]:
+    """``{"W": [W_l (n_{l-1}, n_l)], "b": [b_l], "c": visible bias, "V", "d": label weights
+    and bias}``: uniform ``±sqrt(6 / (fan_in + fan_out))`` weights, zero hidden biases, the
+    visible bias at the logit of ``x_mean`` when given."""
+    model.check()
+    sizes = (model.x_dim, *model.hidden)
+    keys = jax.random.split(key, len(sizes))
+    W = [
+        jax.random.uniform(k, (a, b), jnp.float32, -1, 1) * math.sqrt(6 / (a + b))
+        for k, a, b in zip(keys[:-1], sizes[:-1], sizes[1:], strict=True)
+    ]
+    c = jnp.zeros((model.x_dim,), jnp.float32)
+    if x_mean is not None:
+        m = jnp.clip(jnp.asarray(x_mean, jnp.float32), 1e-3, 1 - 1e-3)
+        c = jnp.log(m) - jnp.log1p(-m)
+    p = {"W": W, "b": [jnp.zeros((n,), jnp.float32) for n in model.hidden], "c": c}
+    K = int(model.n_classes)
+    if K:
+        H = model.hidden[0]
+        p["V"] = jax.random.uniform(keys[-1], (K, H), jnp.float32, -1, 1) * math.sqrt(6 / (K + H))
+        p["d"] = jnp.zeros((K,), jnp.float32)
+    return p
+
+
+def _salt_pepper(key, x, level):
+    k_mask, k_coin = jax.random.split(key)
+    coin = jax.random.bernoulli(k_coin, 0.5, x.shape).astype(x.dtype)
+    return jnp.where(jax.random.bernoulli(k_mask, level, x.shape), coin, x)
+
+
+def _visible_logits(model: GSN, params: dict, h1: Array):
+    x_logits = h1 @ params["W"][0].T + params["c"]
+    y_logits = h1 @ params["V"].T + params["d"] if model.n_classes else None
+    return x_logits, y_logits
+
+
+def transition(
+    key: PRNGKeyArray,
+    model: GSN,
+    params: dict,
+    x: Float[Array, "*b D"],
+    hs: tuple[Array, ...],
+    y: Float[Array, "*b K"] | None = None,
+) -> tuple[tuple[Array, ...], Array, Array | None]:
+    """``h_k ~ p(h_k | h_{k-1}, x_{k-1})`` (module docstring): the new hidden layers, and the
+    logits of ``p(x_k | h_k)`` (and of ``p(y_k | h_k)``).  ``y``: the previous label state
+    (one-hot or probabilities) of a discriminative GSN, fed to layer 1 through ``V``."""
+    L = len(model.hidden)
+    keys = jax.random.split(key, L + 1)
+    below = _salt_pepper(keys[0], x, model.level)
+    new = list(hs)
+    for lvl in range(L):
+        a = below @ params["W"][lvl] + params["b"][lvl]
+        if lvl + 1 < L:
+            a = a + hs[lvl + 1] @ params["W"][lvl + 1].T
+        if lvl == 0 and model.n_classes and y is not None:
+            a = a + y @ params["V"]
+        if model.sigma > 0:
+            a = a + model.sigma * jax.random.normal(keys[lvl + 1], a.shape, a.dtype)
+        new[lvl] = below = jnp.tanh(a)
+    x_logits, y_logits = _visible_logits(model, params, new[0])
+    return tuple(new), x_logits, y_logits
+
+
+def _zeros(model: GSN, lead: tuple[int, ...]) -> tuple[Array, ...]:
+    return tuple(jnp.zeros((*lead, n), jnp.float32) for n in model.hidden)
+
+
+def recon_log_prob(x: Float[ArrayLike, "*b D"], logits: Float[Array, "*b D"]) -> Float[Array, "*b"]:
+    """``log p(x | h) = Σ_i log Bernoulli(x_i; σ(logit_i))``."""
+    x = jnp.asarray(x, jnp.float32)
+    return jnp.sum(x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits), -1)
+
+
+def sample_chain(
+    key: PRNGKeyArray,
+    model: GSN,
+    params: dict,
+    x0: Float[ArrayLike, "*b D"],
+    n_steps: int,
+    *,
+    clamp: Bool[ArrayLike, "*b D"] | None = None,
+    y0: Float[ArrayLike, "*b K"] | None = None,
+    keep_every: int = 1,
+) -> GSNChain:
+    """``n_steps`` GSN transitions from ``x0`` (hidden state 0), keeping every
+    ``keep_every``-th; ``clamp``: visible units held at ``x0`` (bit-exact).  A discriminative
+    GSN also resamples its label ``y ~ softmax`` (from ``y0``, default uniform)."""
+    n_steps, keep_every = int(n_steps), int(keep_every)
+    if n_steps < 1 or keep_every < 1 or n_steps % keep_every:
+        raise ConfigError(
+            f"n_steps ({n_steps}) must be >= 1 and a multiple of keep_every ({keep_every} >= 1)"
+        )
+    x0 = jnp.asarray(x0, jnp.float32)
+    lead = x0.shape[:-1]
+    fix = (lambda x: x) if clamp is None else (lambda x: jnp.where(jnp.asarray(clamp), x0, x))
+    K = int(model.n_classes)
+    if K:
+        y0 = jnp.full((*lead, K), 1.0 / K) if y0 is None else jnp.asarray(y0, jnp.float32)
+    else:
+        y0 = jnp.zeros((*lead, 0))
+
+    def one(carry, k):
+        x, hs, y = carry
+        k_t, k_x, k_y = jax.random.split(k, 3)
+        hs, x_logits, y_logits = transition(k_t, model, params, x, hs, y if K else None)
+        mean = fix(jax.nn.sigmoid(x_logits))
+        x = fix(jax.random.bernoulli(k_x, jax.nn.sigmoid(x_logits)).astype(jnp.float32))
+        if K:
+            y_prob = jax.nn.softmax(y_logits, -1)
+            y = jax.nn.one_hot(jax.random.categorical(k_y, y_logits, -1), K)
+        else:
+            y_prob = y
+        return (x, hs, y), (mean, hs[0], y_prob)
+
+    def block(carry, keys):
+        carry, (mean, h1, yp) = jax.lax.scan(one, carry, keys)
+        return carry, (carry[0], mean[-1], h1[-1], yp[-1])
+
+    keys = jax.random.split(key, n_steps).reshape(n_steps // keep_every, keep_every)
+    _, (xs, means, h1s, ys) = jax.lax.scan(block, (fix(x0), _zeros(model, lead), y0), keys)
+    return GSNChain(xs, means, h1s, ys if K else None)
+
+
+def walkback_loss(
+    key: PRNGKeyArray,
+    model: GSN,
+    params: dict,
+    x: Float[ArrayLike, "B D"],
+    n_steps: int,
+    y: Int[ArrayLike, " B"] | None = None,
+) -> tuple[Float[Array, ""], dict]:
+    """The walk-back criterion (module docstring): the mean over ``n_steps`` unrolled
+    transitions from ``x`` of ``-log p(x | h_k)`` (plus ``-log p(y | h_k)`` for a
+    discriminative GSN given labels ``y``; the label state starts at the true one-hot).
+    Metrics: ``recon_nll`` (step 1), ``walkback_nll`` (all steps), ``label_nll``."""
+    n_steps = int(n_steps)
+    if n_steps < 1:
+        raise ConfigError(f"walk-back needs n_steps >= 1, got {n_steps}")
+    x = jnp.asarray(x, jnp.float32)
+    K = int(model.n_classes)
+    if K and y is None:
+        raise ConfigError("a discriminative GSN (n_classes > 0) trains on (x, y): pass labels y")
+    y1 = jax.nn.one_hot(jnp.asarray(y), K) if K else None
+
+    def one(carry, k):
+        xk, hs, yk = carry
+        k_t, k_x, k_y = jax.random.split(k, 3)
+        hs, x_logits, y_logits = transition(k_t, model, params, xk, hs, yk)
+        cost = -recon_log_prob(x, x_logits)
+        lab = -jnp.sum(y1 * jax.nn.log_softmax(y_logits, -1), -1) if K else jnp.zeros_like(cost)
+        xk = jax.lax.stop_gradient(jax.random.bernoulli(k_x, jax.nn.sigmoid(x_logits)))
+        if K:
+            yk = jax.nn.one_hot(jax.random.categorical(k_y, jax.lax.stop_gradient(y_logits)), K)
+        return (xk.astype(jnp.float32), hs, yk), (cost, lab)
+
+    _, (costs, labs) = jax.lax.scan(
+        one, (x, _zeros(model, x.shape[:-1]), y1), jax.random.split(key, n_steps)
+    )
+    loss = jnp.mean(costs) + jnp.mean(labs)
+    metrics = {"recon_nll": jnp.mean(costs[0]), "walkback_nll": jnp.mean(costs)}
+    if K:
+        metrics["label_nll"] = jnp.mean(labs)
+    return loss, metrics
+
+
+def csl_log_likelihood(
+    key: PRNGKeyArray,
+    model: GSN,
+    params: dict,
+    x_test: Float[ArrayLike, "M D"],
+    *,
+    n_chains: int = 10,
+    n_steps: int = 1000,
+    burn_in: int = 100,
+    keep_every: int = 1,
+    chunk: int = 100,
+) -> Float[Array, " M"]:
+    r"""The CSL estimate (Bengio, Yao & Cho 2013) of ``log p(x)`` for every test row:
+    ``n_chains`` chains from ``Bernoulli(0.5)`` noise, ``burn_in`` steps dropped, then the
+    first-layer states ``h_s`` of the next ``n_steps`` (every ``keep_every``-th; ``S =
+    n_chains · n_steps / keep_every`` in all) and
+
+    .. math:: \log \hat p(x) = \operatorname{logsumexp}_s \log p(x \mid h_s) - \log S,
+
+    computed over ``chunk`` test rows at a time (log-space).  Biased low for finite ``S``
+    (Jensen), consistent as ``S → ∞``; chains that mix poorly make it pessimistic, not
+    optimistic."""
+    for name, v in (("n_chains", n_chains), ("n_steps", n_steps), ("chunk", chunk)):
+        if int(v) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {v}")
+    if int(burn_in) < 0:
+        raise ConfigError(f"burn_in must be >= 0, got {burn_in}")
+    k0, k_burn, k_run = jax.random.split(key, 3)
+    x0 = jax.random.bernoulli(k0, 0.5, (int(n_chains), model.x_dim)).astype(jnp.float32)
+    if burn_in:
+        x0 = sample_chain(k_burn, model, params, x0, int(burn_in), keep_every=int(burn_in)).x[-1]
+    h1 = sample_chain(k_run, model, params, x0, n_steps, keep_every=keep_every).h1
+    logits = _visible_logits(model, params, h1.reshape(-1, h1.shape[-1]))[0]  # (S, D)
+    log_s = math.log(logits.shape[0])
+    lsig, lsig_neg = jax.nn.log_sigmoid(logits), jax.nn.log_sigmoid(-logits)
+    x_test = jnp.asarray(x_test, jnp.float32)
+    M = x_test.shape[0]
+    pad = (-M) % int(chunk)
+    xs = jnp.pad(x_test, ((0, pad), (0, 0))).reshape(-1, int(chunk), x_test.shape[1])
+
+    def per_chunk(xc):  # (chunk, D) -> (chunk,)
+        lp = xc @ lsig.T + (1 - xc) @ lsig_neg.T  # (chunk, S): log p(x | h_s)
+        return jax.nn.logsumexp(lp, -1) - log_s
+
+    return jax.lax.map(per_chunk, xs).reshape(-1)[:M]
+
+
+def classify(
+    key: PRNGKeyArray,
+    model: GSN,
+    params: dict,
+    x: Float[ArrayLike, "B D"],
+    n_steps: int = 10,
+) -> Float[Array, "B K"]:
+    """The discriminative GSN's ``p(y | x)`` (§20.12.1): ``x`` clamped, the chain run
+    ``n_steps`` transitions, the label probabilities ``p(y | h_k)`` averaged over them."""
+    if not model.n_classes:
+        raise ConfigError("classify needs a discriminative GSN (n_classes >= 2)")
+    x = jnp.asarray(x, jnp.float32)
+    out = sample_chain(key, model, params, x, n_steps, clamp=jnp.ones(x.shape, bool))
+    return jnp.mean(out.y, 0)
