@@ -6,7 +6,7 @@ maximum likelihood (Adam) to a ring of 8 Gaussians, concentric rings and a check
 (egm.data.toy), a phase per (model, density).  Exact test log-likelihood (change of variables)
 on fresh draws from the true p, beside E_p log p = -H(p) on the same points (-log 8 for the
 checkerboard) and KL(p || q) = E_p[log p - log q] with its paired standard error.
-``densities.png``: a row per density; columns: the true density, then each model.
+``densities.png``: a row per density; columns: true density, each model's density, its samples.
 
     python experiments/flow_2d.py                    # default: 3 densities x 2 models
     python experiments/flow_2d.py --config tiny      # smoke test, seconds
@@ -117,18 +117,18 @@ def evaluate(cfg: Config, d: dict, done, key) -> dict:
 
 
 def pictures(cfg: Config, d: dict, done, key) -> dict:
-    g = np.linspace(-2.5, 2.5, cfg.grid, dtype=np.float32)
-    xy = np.stack(np.meshgrid(g, g[::-1], indexing="xy"), -1).reshape(-1, 2)
-    rows = []
-    for ds in d:  # each panel: exp(log density - its max) on the grid
-        lq = [jax.jit(model(cfg, m).log_prob)(done[f"{m}_{ds}"].params, xy) for m in
-              _names(cfg.models, MODELS, "models")]  # fmt: skip
-        panels = [np.asarray(p) for p in (DENSITIES[ds][1](xy), *lq)]
-        rows.append([np.exp(p - p.max()).reshape(cfg.grid, cfg.grid) for p in panels])
-    image = np.concatenate([np.concatenate([np.pad(p, 2, constant_values=1.0) for p in r], 1)
-                            for r in rows], 0)  # fmt: skip
-    title = f"rows: {', '.join(d)}; columns: true, {cfg.models.replace(',', ', ')}"
-    return {"densities.png": (image, title)}
+    """Rows: densities; columns: the true p, each q (exp(log q - max)), q's samples."""
+    xy, ms, rows = flows.grid_2d(cfg.grid), _names(cfg.models, MODELS, "models"), []
+    for i, ds in enumerate(d):
+        fl = [(model(cfg, m), done[f"{m}_{ds}"].params) for m in ms]
+        lq = map(np.asarray, [DENSITIES[ds][1](xy), *(jax.jit(f.log_prob)(p, xy) for f, p in fl)])
+        keys = jax.random.split(jax.random.fold_in(key, i), len(ms))
+        s = [jax.jit(f.sample, static_argnums=2)(k, p, cfg.n_test)
+             for k, (f, p) in zip(keys, fl, strict=True)]  # fmt: skip
+        rows.append([np.exp(v - v.max()).reshape(cfg.grid, cfg.grid) for v in lq]
+                    + [flows.histogram_2d(x, cfg.grid) for x in s])  # fmt: skip
+    title = f"rows: {', '.join(d)}; columns: true, {', '.join(ms)} densities, then samples"
+    return {"densities.png": (flows.panels(rows), title)}  # fmt: skip
 
 
 EXPERIMENT = run.Experiment(

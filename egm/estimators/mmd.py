@@ -24,12 +24,20 @@ Generative moment matching (Li et al. 2015) trains a generator by minimising
 ``exp(-|x - y|^2 / (2 sigma))`` with ``sigma`` in {2, 5, 10, 20, 40, 80} on MNIST pixels, so
 their ``sigma`` is σ²; :data:`LI2015_MNIST_BANDWIDTHS` holds the square roots.
 
+GMMN+AE (Li et al. 2015, §3.3): an autoencoder (:class:`Autoencoder`; MNIST: 784-1024-32
+sigmoid encoder with dropout, mirrored sigmoid decoder, cross-entropy loss) is trained first;
+the generator then matches the *codes* of the training data (one kernel, σ² = 1,
+:data:`LI2015_MNIST_CODE_BANDWIDTHS`), and its samples are decoded.  :func:`li2015_sgd` is
+their optimiser (SGD with momentum and the step drop), :func:`positive_numbers` the parser of
+their comma-separated sizes and variances.
+
 The Gram matrices are computed whole (``n × m`` floats each; no chunking), from
 :math:`\lVert x\rVert^2 + \lVert y\rVert^2 - 2 x·y` clipped at 0, under ``jax.jit``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -37,17 +45,28 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float
+import optax
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from egm.errors import ConfigError, DataError
 
 __all__ = [
     "LI2015_MNIST_BANDWIDTHS",
     "LI2015_MNIST_CODE_BANDWIDTHS",
+    "Autoencoder",
+    "autoencoder_loss",
     "check_bandwidths",
+    "decode",
+    "encode",
     "gaussian_kernel",
     "gmmn_loss",
+    "init_autoencoder",
+    "code_space_report",
+    "li2015_ae_sgd",
+    "li2015_sgd",
     "mmd2",
+    "mmd2_with_floor",
+    "positive_numbers",
 ]
 
 #: Li et al. (2015)'s data-space kernels on MNIST, as bandwidths σ = sqrt({2, 5, 10, 20, 40, 80}).
@@ -168,4 +187,155 @@ def mmd2_with_floor(
     return {
         "test_mmd2": float(mmd2(jnp.asarray(samples[:n]), t, bandwidths)),
         "test_mmd2_floor": float(mmd2(jnp.asarray(reference[:n]), t, bandwidths)),
+    }
+
+
+# ----------------------------------------------------------------------------- GMMN+AE
+
+
+def positive_numbers(s: str, kind: type = float) -> tuple:
+    """``"2,5,10"`` → ``(2.0, 5.0, 10.0)`` (``kind`` int for layer sizes); :class:`ConfigError`
+    unless every comma-separated value parses and is > 0."""
+    try:
+        out = tuple(kind(w) for w in str(s).split(","))
+    except ValueError:
+        raise ConfigError(f"expected comma-separated numbers, got {s!r}") from None
+    if not all(v > 0 for v in out):
+        raise ConfigError(f"every value must be > 0, got {s!r}")
+    return out
+
+
+def li2015_sgd(
+    learning_rate: float, momentum: float = 0.9, drop_after: int = 10_000
+) -> optax.GradientTransformation:
+    """Li et al.'s SGD: momentum ``μ`` and ``learning_rate`` for ``drop_after`` updates, then
+    ``learning_rate / 10`` and momentum ``1 - (1 - μ) / 10`` (``learning_rate`` and
+    ``momentum`` injected: sweepable)."""
+
+    def factory(learning_rate, momentum):
+        mult = lambda t: jnp.where(t < drop_after, 1.0, 0.1)
+        return optax.chain(optax.trace(decay=momentum), optax.scale_by_schedule(mult),
+                           optax.scale_by_learning_rate(learning_rate))  # fmt: skip
+
+    mu = lambda t: jnp.where(t < drop_after, momentum, 1 - (1 - momentum) / 10)
+    return optax.inject_hyperparams(factory)(learning_rate=learning_rate, momentum=mu)
+
+
+@dataclasses.dataclass(frozen=True)
+class Autoencoder:
+    """The autoencoder of GMMN+AE (Li et al. 2015, MNIST: ``hidden=(1024, 32)``, ``dropout=
+    (0.2, 0.5)``): encoder ``n_in → hidden[0] → … → hidden[-1]`` with sigmoid units, inverted
+    dropout of rate ``dropout[l]`` on the input of encoder layer ``l`` while training (their
+    code gives a rate per encoder layer; we read it as input dropout), decoder mirrored with
+    sigmoid units and a sigmoid output (grey levels), loss the pixels' cross-entropy."""
+
+    n_in: int = 784
+    hidden: tuple[int, ...] = (1024, 32)
+    dropout: tuple[float, ...] = (0.2, 0.5)
+
+    def check(self) -> Autoencoder:
+        """Raise :class:`ConfigError` for sizes or rates it cannot take."""
+        if self.n_in < 1 or not self.hidden or min(self.hidden) < 1:
+            raise ConfigError(f"autoencoder sizes must be >= 1, got {self.n_in}, {self.hidden}")
+        if len(self.dropout) != len(self.hidden) or not all(0 <= r < 1 for r in self.dropout):
+            raise ConfigError(
+                f"give one dropout rate in [0, 1) per encoder layer ({len(self.hidden)}), got "
+                f"{self.dropout}"
+            )
+        return self
+
+    @property
+    def code_dim(self) -> int:
+        return self.hidden[-1]
+
+
+def _dense(key: PRNGKeyArray, sizes: Sequence[int]) -> list[dict]:
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [{"W": jax.random.normal(k, (a, b)) * math.sqrt(1.0 / a), "b": jnp.zeros((b,))}
+            for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)]  # fmt: skip
+
+
+def init_autoencoder(key: PRNGKeyArray, ae: Autoencoder) -> dict:
+    """``{"encoder": [...], "decoder": [...]}``: dense layers ``{"W", "b"}`` (normal weights
+    of variance 1 / fan-in, zero biases)."""
+    ae.check()
+    k_enc, k_dec = jax.random.split(key)
+    sizes = (ae.n_in, *ae.hidden)
+    return {"encoder": _dense(k_enc, sizes), "decoder": _dense(k_dec, sizes[::-1])}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def encode(
+    ae: Autoencoder,
+    params: dict,
+    x: Float[ArrayLike, "n d"],
+    dropout_key: PRNGKeyArray | None = None,
+) -> Float[Array, "n code"]:
+    """The codes ``h ∈ (0, 1)^code_dim`` of ``x``; with ``dropout_key``, the training pass
+    (inverted dropout, so the pass without it is the test-time average).  Jitted."""
+    h = jnp.asarray(x, jnp.float32)
+    n = len(ae.hidden)
+    keys = [None] * n if dropout_key is None else list(jax.random.split(dropout_key, n))
+    for layer, rate, k in zip(params["encoder"], ae.dropout, keys, strict=True):
+        if k is not None and rate > 0:
+            h = jnp.where(jax.random.bernoulli(k, 1 - rate, h.shape), h / (1 - rate), 0.0)
+        h = jax.nn.sigmoid(h @ layer["W"] + layer["b"])
+    return h
+
+
+def _decode_logits(params: dict, h: Array) -> Array:
+    layers = params["decoder"]
+    for layer in layers[:-1]:
+        h = jax.nn.sigmoid(h @ layer["W"] + layer["b"])
+    return h @ layers[-1]["W"] + layers[-1]["b"]
+
+
+def decode(params: dict, h: Float[ArrayLike, "n code"]) -> Float[Array, "n d"]:
+    """Grey images in (0, 1) from codes."""
+    return jax.nn.sigmoid(_decode_logits(params, jnp.asarray(h, jnp.float32)))
+
+
+def autoencoder_loss(ae: Autoencoder):
+    """``loss(params, x, key)``: the mean over the batch of the pixels' summed cross-entropy
+    ``-Σ_d [x_d log r_d + (1 - x_d) log(1 - r_d)]`` (nats per image) of the reconstruction
+    ``r`` of ``x`` through the encoder with dropout (``key``) and the decoder (log-space:
+    computed from the logits)."""
+
+    def loss(params, x, key):
+        logits = _decode_logits(params, encode(ae, params, x, key))
+        ll = x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits)
+        return -jnp.mean(jnp.sum(ll, -1))
+
+    return loss
+
+
+def li2015_ae_sgd(learning_rate: float, momentum: float = 0.9, max_norm: float = 10.0):
+    """The autoencoder's optimiser of Li et al.'s code: SGD with momentum, the gradient's
+    global norm clipped at ``max_norm`` (``learning_rate`` injected)."""
+    sgd = lambda learning_rate: optax.sgd(learning_rate, momentum)
+    clip = optax.clip_by_global_norm(max_norm)
+    return optax.chain(clip, optax.inject_hyperparams(sgd)(learning_rate=learning_rate))
+
+
+def code_space_report(
+    ae: Autoencoder,
+    params: dict,
+    codes: Float[ArrayLike, "n code"],
+    test: Float[ArrayLike, "m d"],
+    train: Float[ArrayLike, "r d"],
+    bandwidths: Sequence[float] = LI2015_MNIST_CODE_BANDWIDTHS,
+) -> dict[str, float]:
+    """GMMN+AE's code-space figures: ``code_test_mmd2`` (generated ``codes`` against the codes
+    of ``test``) beside ``code_test_mmd2_floor`` (codes of ``train`` against them, as
+    :func:`mmd2_with_floor`), and ``autoencoder_test_cross_entropy_nats``, the test images'
+    reconstruction loss without dropout (:func:`autoencoder_loss`)."""
+    n = len(codes)
+    f = mmd2_with_floor(
+        codes, encode(ae, params, test[:n]), encode(ae, params, train[:n]), bandwidths
+    )
+    rec = jax.jit(autoencoder_loss(ae))(params, jnp.asarray(test, jnp.float32), None)
+    return {
+        "code_test_mmd2": f["test_mmd2"],
+        "code_test_mmd2_floor": f["test_mmd2_floor"],
+        "autoencoder_test_cross_entropy_nats": float(rec),
     }

@@ -20,7 +20,8 @@ passes of a ``fori_loop``; log-scales softly bounded by ``max_log_scale``), :cla
 :class:`Reshape`, and the
 Glow step for image tensors ``[*batch, H, W, C]`` (Kingma & Dhariwal 2018):
 :class:`ActNorm` (data-dependent init), :class:`InvConv1x1` (LU-parametrised or a plain
-matrix with ``slogdet``), :class:`ConvCoupling`, with :class:`Squeeze`.  :class:`Flow`
+matrix with ``slogdet``), :class:`ConvCoupling`, with :class:`Squeeze` and the multi-scale
+:class:`Split` (half the channels factored out with a learned Gaussian prior).  :class:`Flow`
 composes layers with the standard-normal base (``log_prob``, ``sample``); :func:`realnvp`,
 :func:`maf` and :func:`glow` build the usual stacks.
 
@@ -61,17 +62,23 @@ __all__ = [
     "MADEAffine",
     "Permute",
     "Reshape",
+    "Split",
     "Squeeze",
     "check_levels",
     "checkerboard_mask",
     "dequantise",
+    "grid_2d",
+    "histogram_2d",
     "glow",
     "logit_inverse",
     "logit_transform",
     "maf",
     "make_loss",
+    "panels",
     "pixel_log_prob",
+    "pixel_log_prob_batched",
     "realnvp",
+    "sample_pixels",
 ]
 
 Params = dict[str, Any]
@@ -423,6 +430,89 @@ class Squeeze:
         return jnp.moveaxis(x, (-3, -2), (-4, -2)).reshape(*b, 2 * h, 2 * w, c4 // 4)
 
 
+def _seq_init(key: PRNGKeyArray, layers: Sequence[Any], h: Array) -> tuple[list[Params], Array]:
+    params = []
+    for k, layer in zip(jax.random.split(key, len(layers)), layers, strict=True):
+        p = layer.init(k, h)
+        h, _ = layer.forward(p, h)
+        params.append(p)
+    return params, h
+
+
+def _seq_forward(layers: Sequence[Any], params: Sequence[Params], h: Array, batch) -> tuple:
+    total = jnp.zeros(batch)
+    for layer, p in zip(layers, params, strict=True):
+        h, ld = layer.forward(p, h)
+        total = total + ld
+    return h, total
+
+
+def _seq_inverse(layers: Sequence[Any], params: Sequence[Params], h: Array) -> Array:
+    for layer, p in zip(reversed(tuple(layers)), reversed(tuple(params)), strict=True):
+        h = layer.inverse(p, h)
+    return h
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Split:
+    r"""Glow's multi-scale split (Dinh et al. 2017 §3.6; Kingma & Dhariwal 2018) on
+    ``[*b, H, W, C]``: the first ``C // 2`` channels ``a`` go on through the layers ``rest``
+    (the next scale: squeeze, steps, maybe another split), the other half ``b`` is factored
+    out with the prior ``N(μ(a), exp(2 log σ(a)))`` (``learned_prior``: a zero-initialised
+    3×3 convolution of ``a``; otherwise ``N(0, I)``).  As a bijection onto the standard-normal
+    base: ``z = [f_rest(a) reshaped to a's shape, (b - μ(a)) ⊙ exp(-log σ(a))]``, so
+
+    .. math:: \log|\det| = \log|\det ∂f_\text{rest}/∂a| - \textstyle\sum \log σ(a),
+
+    and ``log N(z; 0, I)`` plus it is Glow's ``log p(a) + log p(b | a)``.  The reshape of
+    ``f_rest(a)`` (a fixed permutation of the same number of values) keeps ``z`` one
+    tensor of the input's shape."""
+
+    channels: int
+    rest: tuple[Any, ...]
+    learned_prior: bool = True
+
+    def __post_init__(self):
+        if self.channels < 2:
+            raise ConfigError(f"Split needs >= 2 channels, got {self.channels}; squeeze first")
+        object.__setattr__(self, "rest", tuple(self.rest))
+
+    def _halves(self, x: Array) -> tuple[Array, Array]:
+        return x[..., : self.channels // 2], x[..., self.channels // 2 :]
+
+    def init(self, key: PRNGKeyArray, x: ArrayLike) -> Params:
+        k_rest, _ = jax.random.split(key)
+        a, _ = self._halves(jnp.asarray(x, jnp.float32))
+        ca, cb = self.channels // 2, self.channels - self.channels // 2
+        rest, _ = _seq_init(k_rest, self.rest, a)
+        prior = {"w": jnp.zeros((3, 3, ca, 2 * cb)), "b": jnp.zeros((2 * cb,))}
+        return {"rest": tuple(rest), "prior": prior if self.learned_prior else {}}
+
+    def _mu_log_sigma(self, p: Params, a: Array) -> tuple[Array, Array]:
+        if not self.learned_prior:
+            return jnp.zeros(()), jnp.zeros(())
+        lead = a.shape[:-3]
+        out = _conv(a.reshape(-1, *a.shape[-3:]), p["prior"]["w"], p["prior"]["b"])
+        mu, log_sigma = jnp.split(out.reshape(*lead, *out.shape[1:]), 2, axis=-1)
+        return mu, log_sigma
+
+    def forward(self, p: Params, x: Array) -> tuple[Array, Array]:
+        a, b = self._halves(x)
+        batch = x.shape[:-3]
+        za, ld = _seq_forward(self.rest, p["rest"], a, batch)
+        mu, log_sigma = self._mu_log_sigma(p, a)
+        zb = (b - mu) * jnp.exp(-log_sigma)
+        ld = ld - _sum_event(jnp.broadcast_to(log_sigma, b.shape), 3)
+        return jnp.concatenate([za.reshape(a.shape), zb], -1), ld
+
+    def inverse(self, p: Params, y: Array) -> Array:
+        za, zb = self._halves(y)
+        out = jax.eval_shape(lambda a: _seq_forward(self.rest, p["rest"], a, a.shape[:-3])[0], za)
+        a = _seq_inverse(self.rest, p["rest"], za.reshape(out.shape))
+        mu, log_sigma = self._mu_log_sigma(p, a)
+        return jnp.concatenate([a, zb * jnp.exp(log_sigma) + mu], -1)
+
+
 # ----------------------------------------------------------------------------- the flow
 
 
@@ -471,30 +561,18 @@ class Flow:
         """Each layer's parameters, initialised in order on the batch ``x`` pushed through
         the layers before it (actnorm's data-dependent init)."""
         h = _check_input(x, self.event_shape, "Flow.init")
-        params = []
-        for k, layer in zip(jax.random.split(key, len(self.layers)), self.layers, strict=True):
-            p = layer.init(k, h)
-            h, _ = layer.forward(p, h)
-            params.append(p)
-        return tuple(params)
+        return tuple(_seq_init(key, self.layers, h)[0])
 
     def forward(
         self, params: Sequence[Params], x: Float[Array, "*batch *event"]
     ) -> tuple[Array, Float[Array, "*batch"]]:
         """``(z, log |det ∂z/∂x|)``."""
         h = _check_input(x, self.event_shape, "Flow.forward")
-        total = jnp.zeros(h.shape[: h.ndim - len(self.event_shape)])
-        for layer, p in zip(self.layers, params, strict=True):
-            h, ld = layer.forward(p, h)
-            total = total + ld
-        return h, total
+        return _seq_forward(self.layers, params, h, h.shape[: h.ndim - len(self.event_shape)])
 
     def inverse(self, params: Sequence[Params], z: Array) -> Float[Array, "*batch *event"]:
         """``x = f^{-1}(z)``."""
-        h = jnp.asarray(z, jnp.float32)
-        for layer, p in zip(reversed(self.layers), reversed(tuple(params)), strict=True):
-            h = layer.inverse(p, h)
-        return h
+        return _seq_inverse(self.layers, params, jnp.asarray(z, jnp.float32))
 
     def log_prob(
         self, params: Sequence[Params], x: Float[ArrayLike, "*batch *event"]
@@ -576,19 +654,41 @@ def maf(
 
 
 def glow(
-    image_shape: tuple[int, int, int], n_steps: int = 4, hidden: int = 64, *, lu: bool = True
+    image_shape: tuple[int, int, int],
+    n_steps: int = 4,
+    hidden: int = 64,
+    *,
+    lu: bool = True,
+    n_levels: int = 1,
+    learned_prior: bool = True,
 ) -> Flow:
-    """A squeeze and ``n_steps`` Glow steps (actnorm, invertible 1×1 convolution, affine
-    coupling) on images ``[H, W, C]`` (one scale; Glow's multi-scale split is left out)."""
+    """Glow's multi-scale architecture (Kingma & Dhariwal 2018, fig. 2b) on images
+    ``[H, W, C]``: ``n_levels`` scales, each a :class:`Squeeze` and ``n_steps`` Glow steps
+    (:class:`ActNorm`, :class:`InvConv1x1`, :class:`ConvCoupling`); between scales a
+    :class:`Split` factors half of the channels out (``learned_prior``: a conditional
+    Gaussian from a zero-initialised convolution; else standard normal) and the other half
+    goes on to the next scale; the last scale's output has the standard-normal prior.
+    ``H`` and ``W`` must be divisible by ``2^n_levels``; ``n_levels=1`` is one scale."""
     H, W, C = image_shape
-    if H % 2 or W % 2:
-        raise ConfigError(f"glow needs an even height and width, got {image_shape}")
-    if n_steps < 1:
-        raise ConfigError(f"n_steps must be >= 1, got {n_steps}")
-    layers: list[Any] = [Squeeze()]
-    for i in range(n_steps):
-        layers += [ActNorm(3), InvConv1x1(4 * C, lu, seed=i), ConvCoupling(4 * C, hidden)]
-    return Flow(tuple(layers), (H, W, C))
+    if n_steps < 1 or n_levels < 1:
+        raise ConfigError(f"n_steps and n_levels must be >= 1, got {n_steps}, {n_levels}")
+    f = 2**n_levels
+    if H % f or W % f:
+        raise ConfigError(
+            f"glow with {n_levels} level(s) needs a height and width divisible by {f} (an even "
+            f"size at every squeeze), got {image_shape}; use fewer levels or pad the images"
+        )
+    seed = iter(range(n_levels * n_steps))
+
+    def level(c: int, left: int) -> list[Any]:
+        out: list[Any] = [Squeeze()]
+        for _ in range(n_steps):
+            out += [ActNorm(3), InvConv1x1(4 * c, lu, seed=next(seed)), ConvCoupling(4 * c, hidden)]
+        if left > 1:
+            out.append(Split(4 * c, tuple(level(2 * c, left - 1)), learned_prior))
+        return out
+
+    return Flow(tuple(level(C, n_levels)), (H, W, C))
 
 
 # ----------------------------------------------------------------------------- image data
@@ -600,7 +700,11 @@ def dequantise(
     """Uniform dequantisation ``x = (k + u) / n_levels``, ``u ~ U[0, 1)``, of integer levels
     ``k ∈ {0, …, n_levels - 1}``: ``x ∈ [0, 1)``.  A density on ``x`` then bounds the
     probability of the discrete image: ``log P(k) ≥ E_u log p_y(k + u)`` with ``y = n_levels
-    x`` (Theis et al. 2016), whose density is ``p_x / n_levels^D``."""
+    x`` (Theis et al. 2016), whose density is ``p_x / n_levels^D``.  Levels outside that
+    support (grey values in [0, 1], already dequantised data) give a :class:`DataError`
+    when concrete."""
+    if not isinstance(levels, jax.core.Tracer):
+        check_levels(levels, n_levels, "dequantise: the levels")
     k = jnp.asarray(levels, jnp.float32)
     return (k + jax.random.uniform(key, k.shape)) / n_levels
 
@@ -617,6 +721,17 @@ def check_levels(levels: ArrayLike, n_levels: int = 256, name: str = "pixel leve
         )
 
 
+def _check_unit_support(x: ArrayLike) -> None:
+    a = np.asarray(x)
+    if a.size and not (np.all(np.isfinite(a)) and a.min() >= 0.0 and a.max() <= 1.0):
+        raise DataError(
+            f"logit_transform needs values in [0, 1] (its support), got values in "
+            f"[{np.nanmin(a):g}, {np.nanmax(a):g}]"
+            f"{' and NaN/inf' if not np.all(np.isfinite(a)) else ''}; dequantise 8-bit "
+            f"levels first: (k + u) / 256"
+        )
+
+
 def logit_transform(
     x: Float[ArrayLike, "*batch D"], lam: float = 1e-6
 ) -> tuple[Float[Array, "*batch D"], Float[Array, "*batch"]]:
@@ -627,14 +742,7 @@ def logit_transform(
     if not 0.0 < lam < 0.5:
         raise ConfigError(f"lam must be in (0, 0.5), got {lam}")
     if not isinstance(x, jax.core.Tracer):
-        a = np.asarray(x)
-        if a.size and not (np.all(np.isfinite(a)) and a.min() >= 0.0 and a.max() <= 1.0):
-            raise DataError(
-                f"logit_transform needs values in [0, 1] (its support), got values in "
-                f"[{np.nanmin(a):g}, {np.nanmax(a):g}]"
-                f"{' and NaN/inf' if not np.all(np.isfinite(a)) else ''}; dequantise 8-bit "
-                f"levels first: (k + u) / 256"
-            )
+        _check_unit_support(x)
     x = jnp.asarray(x, jnp.float32)
     p = lam + (1.0 - 2.0 * lam) * x
     z = jnp.log(p) - jnp.log1p(-p)
@@ -658,6 +766,32 @@ def pixel_log_prob(
     return lz + ld, lz
 
 
+def pixel_log_prob_batched(
+    flow: Flow,
+    params: Sequence[Params],
+    x: Float[ArrayLike, "n D"],
+    lam: float = 1e-6,
+    chunk: int = 500,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pixel_log_prob` of many examples in jitted chunks of ``chunk`` (one program;
+    the last, shorter chunk compiles once more): float32 numpy ``(log p_x, log p_z)``."""
+    if chunk < 1:
+        raise ConfigError(f"chunk must be >= 1, got {chunk}")
+    _check_unit_support(x)  # on the concrete values, once (the chunks are traced)
+    fn = jax.jit(lambda p, v: pixel_log_prob(flow, p, v, lam))
+    parts = [fn(params, x[i : i + chunk]) for i in range(0, len(x), chunk)]
+    return tuple(np.concatenate([np.asarray(q[j]) for q in parts]) for j in (0, 1))
+
+
+def sample_pixels(
+    key: PRNGKeyArray, flow: Flow, params: Sequence[Params], n: int, lam: float = 1e-6
+) -> Float[np.ndarray, "n D"]:
+    """``n`` grey images of a flow on the logit space: ``x = logit⁻¹(f⁻¹(z))``, ``z ~ N(0,
+    I)``, clipped to [0, 1] (jitted)."""
+    z = jax.jit(flow.sample, static_argnums=2)(key, params, n)
+    return np.clip(np.asarray(logit_inverse(z, lam)), 0.0, 1.0)
+
+
 def make_loss(flow: Flow, lam: float = 1e-6, n_levels: int = 256):
     """``loss(params, levels, key) -> (nll, {"bits_per_dim": ...})`` for training on 8-bit
     levels ``[B, D]``: a fresh uniform dequantisation per call (:func:`dequantise`), the
@@ -671,3 +805,30 @@ def make_loss(flow: Flow, lam: float = 1e-6, n_levels: int = 256):
         return nll, {"bits_per_dim": (nll + D * math.log(n_levels)) / (D * math.log(2.0))}
 
     return loss
+
+
+# ----------------------------------------------------------------------------- 2-D pictures
+
+
+def grid_2d(n: int, lim: float = 2.5) -> Float[np.ndarray, "nn 2"]:
+    """The ``n × n`` pixel centres of the square ``[-lim, lim]²`` as points ``(x, y)``, row
+    by row from the top (``y = lim``) as an image is stored: a density evaluated on them
+    reshapes to an ``(n, n)`` picture."""
+    g = np.linspace(-lim, lim, n, dtype=np.float32)
+    return np.stack(np.meshgrid(g, g[::-1], indexing="xy"), -1).reshape(-1, 2)
+
+
+def histogram_2d(points: Float[ArrayLike, "m 2"], n: int, lim: float = 2.5) -> np.ndarray:
+    """The ``(n, n)`` picture (oriented as :func:`grid_2d`) of the counts of ``points`` in the
+    square's cells, scaled to a maximum of 1: samples drawn beside a density plot."""
+    p = np.asarray(points)
+    edges = np.linspace(-lim, lim, n + 1)
+    h = np.histogram2d(p[:, 1], p[:, 0], [edges, edges])[0][::-1]
+    return h / max(h.max(), 1.0)
+
+
+def panels(rows: Sequence[Sequence[np.ndarray]], pad: int = 2) -> np.ndarray:
+    """Equal-sized pictures in [0, 1] tiled row by row with a white border of ``pad``."""
+    return np.concatenate(
+        [np.concatenate([np.pad(p, pad, constant_values=1.0) for p in r], 1) for r in rows], 0
+    )

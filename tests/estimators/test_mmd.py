@@ -120,3 +120,100 @@ def test_bad_samples():
     with pytest.raises(DataError, match="at least 2"):
         mmd.mmd2(jnp.zeros((1, 2)), jnp.zeros((3, 2)), BW)
     assert float(mmd.mmd2(jnp.zeros((1, 2)), jnp.ones((1, 2)), (1.0,), unbiased=False)) > 0
+
+
+# ----------------------------------------------------------------------------- GMMN+AE
+
+
+def test_autoencoder_loss_is_the_cross_entropy_of_its_reconstruction():
+    """A 6-4-2 autoencoder with random weights, written out in float64 numpy: codes
+    σ(σ(x W0 + b0) W1 + b1), reconstruction σ(σ(h V0 + c0) V1 + c1), loss the mean over the
+    batch of the summed pixel cross-entropy (tolerance: float32 rounding of O(10)-nat sums,
+    ~1e-5 relative; 1e-4 allowed).  Dropout: inverted (each kept input scaled by 1/(1 - r)),
+    so with r = 0.5 every input of the first layer is 0 or 2x exactly (the mask drawn from
+    the first of the two keys split from the dropout key), and the same key gives the same
+    codes.  (One jitted program: eager ops would compile one by one.)"""
+    ae = mmd.Autoencoder(6, (4, 2), (0.5, 0.0))
+    x = np.random.default_rng(0).uniform(size=(5, 6)).astype(np.float32)
+    k = jax.random.key(3)
+
+    @jax.jit
+    def go(key, x):
+        p = jax.tree_util.tree_map(lambda a: a + 0.3, mmd.init_autoencoder(key, ae))
+        h = mmd.encode(ae, p, x)
+        keep = jax.random.bernoulli(jax.random.split(k, 2)[0], 0.5, x.shape)
+        drop = (mmd.encode(ae, p, x, k), mmd.encode(ae, p, x, k), keep)
+        return p, h, mmd.decode(p, h), mmd.autoencoder_loss(ae)(p, x, None), drop
+
+    p, h_got, r_got, loss, (a, b, keep) = go(jax.random.key(0), x)
+    sig = lambda a: 1 / (1 + np.exp(-a))
+    f64 = lambda layer: (np.asarray(layer["W"], np.float64), np.asarray(layer["b"], np.float64))
+
+    def mlp(h, layers):
+        for layer in layers:
+            W, c = f64(layer)
+            h = sig(h @ W + c)
+        return h
+
+    h = mlp(x.astype(np.float64), p["encoder"])
+    r = mlp(h, p["decoder"])
+    np.testing.assert_allclose(h_got, h, atol=1e-6)
+    np.testing.assert_allclose(r_got, mlp(np.asarray(h_got, np.float64), p["decoder"]), atol=1e-6)
+    want = -np.mean(np.sum(x * np.log(r) + (1 - x) * np.log(1 - r), -1))
+    assert float(loss) == pytest.approx(want, rel=1e-4)
+    assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.allclose(a, h_got)
+    dropped = np.where(np.asarray(keep), 2 * x.astype(np.float64), 0.0)
+    np.testing.assert_allclose(a, mlp(dropped, p["encoder"]), atol=1e-6)
+
+
+def test_li2015_sgd_drops_the_step_and_raises_the_momentum():
+    """On f(w) = w²/2 (gradient w), the updates written out: v ← μ v + g, w ← w − η m v with
+    (η m, μ) = (η, 0.9) for the first ``drop_after`` = 2 updates, then (η/10, 0.99).  Exact up
+    to float32 rounding (1e-6).  The autoencoder's SGD scales a gradient of global norm 50
+    to norm 10 (lr 0.1: the update is -0.1 · g · 10/50)."""
+    opt = mmd.li2015_sgd(0.5, 0.9, drop_after=2)
+
+    @jax.jit
+    def four(w):
+        def body(carry, _):
+            w, state = carry
+            upd, state = opt.update(w, state, w)
+            return (w + upd, state), w + upd
+
+        return jax.lax.scan(body, (w, opt.init(w)), None, length=4)[1][:, 0]
+
+    got, want_w, v = np.asarray(four(jnp.array([1.0]))), 1.0, 0.0
+    for t in range(4):
+        lr, mu = (0.5, 0.9) if t < 2 else (0.05, 0.99)
+        v = mu * v + want_w
+        want_w = want_w - lr * v
+        assert float(got[t]) == pytest.approx(want_w, abs=1e-6), t
+    ae_opt = mmd.li2015_ae_sgd(0.1)
+    g = {"a": jnp.array([30.0, 40.0])}
+    upd = jax.jit(lambda g: ae_opt.update(g, ae_opt.init(g), g)[0])(g)
+    np.testing.assert_allclose(upd["a"], [-0.6, -0.8], atol=1e-6)
+
+
+def test_code_space_report_and_bad_autoencoders():
+    """Codes of the test images themselves give code_test_mmd2 = the unbiased statistic of a
+    set against itself (O(1/n), checked against mmd2 directly); bad sizes and rates are
+    ConfigErrors that name the field."""
+    ae = mmd.Autoencoder(6, (4, 2), (0.2, 0.5))
+    p = mmd.init_autoencoder(jax.random.key(0), ae)
+    rng = np.random.default_rng(1)
+    test, train = (rng.uniform(size=(20, 6)).astype(np.float32) for _ in range(2))
+    h = mmd.encode(ae, p, test)
+    out = mmd.code_space_report(ae, p, h, test, train, (0.5,))
+    assert out["code_test_mmd2"] == pytest.approx(float(mmd.mmd2(h, h, (0.5,))), abs=1e-6)
+    want = float(mmd.mmd2(mmd.encode(ae, p, train), h, (0.5,)))
+    assert out["code_test_mmd2_floor"] == pytest.approx(want, abs=1e-6)
+    assert out["autoencoder_test_cross_entropy_nats"] > 0
+    for bad, match in (
+        (lambda: mmd.Autoencoder(6, (4, 2), (0.2,)).check(), "one dropout rate"),
+        (lambda: mmd.Autoencoder(6, (4, 2), (0.2, 1.0)).check(), "one dropout rate"),
+        (lambda: mmd.Autoencoder(6, (0,), (0.2,)).check(), "sizes"),
+        (lambda: mmd.positive_numbers("2,x"), "comma-separated"),
+        (lambda: mmd.positive_numbers("2,0"), "> 0"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            bad()
