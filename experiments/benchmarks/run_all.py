@@ -28,6 +28,10 @@ thread pools) and never two at once, since they time the same CPU.  The benchmar
 * ``sweep``: 16 RBMs 784x64 (centered PCD-1) and 8 VAEs 784-200-200-50, each member its own
   seed and learning rate, trained by one vmapped jitted call per epoch vs the same members
   one after another (target >= 3x), with a check that member i is the i-th sequential run.
+* ``flow_train``: RealNVP and MAF training throughput and test log-likelihood on a 2-D
+  mixture vs flowjax, same architecture and steps (target >= 1.5x, equal or better likelihood).
+* ``conv_rbm_gibbs``: conv RBM Gibbs chain-sweeps/s vs learnergy's ConvRBM and egm's dense
+  Toeplitz RBM (target >= 3x learnergy).
 * ``budget``: VAE vs pythae, NADE vs PyTorch, RBM vs scikit-learn, each trained for the same
   wall-clock budget and scored by the same egm estimator (IS, exact, AIS): who wins in equal time.
 
@@ -60,6 +64,8 @@ SCRIPTS = (
     "grbm_gibbs",
     "sweep",
     "budget",
+    "flow_train",
+    "conv_rbm_gibbs",
 )
 
 

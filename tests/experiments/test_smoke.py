@@ -109,6 +109,7 @@ CASES: dict[str, Case] = {
     "flow_mnist": Case("flow_mnist", pngs=("realnvp_samples.png", "maf2_samples.png")),
     "gmmn_2d": Case("gmmn_2d", pngs=("densities.png",)),
     "abc_conjugate": Case("abc_conjugate", pngs=("abc_posteriors.png",)),
+    "crbm_mnist": Case("crbm_mnist", pngs=("samples.png", "filters.png")),
     "dae_mnist": Case("dae_mnist", pngs=("samples.png", "inpainting.png")),
     "dae_2d": Case("dae_2d", pngs=("chains.png",)),
     "gsn_mnist": Case("gsn_mnist", pngs=("samples.png",)),
@@ -117,7 +118,7 @@ CASES: dict[str, Case] = {
 FAMILIES = {
     "feature net": ("mnist_classifier",),
     "RBM": ("rbm_mnist",),
-    "DBM/DBN": ("dbm_mnist", "dbn_mnist", "mpdbm_mnist"),
+    "DBM/DBN": ("dbm_mnist", "dbn_mnist", "mpdbm_mnist", "crbm_mnist"),
     "directed": ("sbn_mnist", "nade_mnist", "estimator_variance"),
     "VAE": ("vae_mnist", "draw_mnist", "gumbel_vae_mnist"),
     "real-valued": ("grbm_patches", "grbm_mnist", "mcrbm_patches", "mpot_patches",
@@ -488,6 +489,25 @@ def _check_gmmn_2d(res, cfg, wd, mod):
     assert _phases(wd) == [("checkerboard", 0), ("checkerboard", 1)]
 
 
+def _check_crbm(res, cfg, wd, mod):
+    """Two greedy conv-RBM layers, then a linear classifier per label setting.  With 2x2
+    pooling a pooling unit's probability is the sum of its block's 4 detection
+    probabilities, so the epoch means obey pool_mean = 4 hidden_mean exactly (float32
+    rounding: rel 1e-5); the features must beat chance (0.9) clearly (< 0.6; deterministic
+    given the seed, measured 0.147)."""
+    assert _phases(wd) == [("layer0", 0), ("layer1", 0), ("clf_all", 0), ("clf_all", 1),
+                           ("clf_100", 0), ("clf_100", 1)]  # fmt: skip
+    assert res["n_labels_all"] == 4000 and res["n_labels_100"] == 100 and res["n_test"] == 1000
+    assert res["n_features"] == 12 * 12 * 4 + 4 * 4 * 4
+    for s in ("all", "100"):
+        assert 0.0 <= res[f"test_error_{s}"] <= 1.0 and res[f"test_error_{s}_stderr"] > 0
+    assert res["test_error_all"] < 0.6, res["test_error_all"]
+    assert res["published"]["test_error_all"]["source"] == "Lee et al. 2009"
+    for line in _lines(wd)[:2]:
+        assert line["pool_mean"] == pytest.approx(4 * line["hidden_mean"], rel=1e-5)
+        assert line["recon_error"] > 0
+
+
 def _check_flow_2d(res, cfg, wd, mod):
     """Every test point of the checkerboard lies in a dark cell: the true figure is exactly
     -log 8 with zero spread.  KL(p||q) = E_p[log p - log q] >= 0; after 2 tiny epochs the
@@ -597,6 +617,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "flow_2d": _check_flow_2d,
     "flow_mnist": _check_flow_mnist,
     "abc_conjugate": _check_abc,
+    "crbm_mnist": _check_crbm,
     "dae_mnist": _check_dae_mnist,
     "dae_2d": _check_dae_2d,
     "gsn_mnist": _check_gsn,
