@@ -39,6 +39,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
@@ -49,12 +50,14 @@ __all__ = [
     "GENERATOR_LOSSES",
     "MLPGenerator",
     "MaxoutDiscriminator",
+    "arithmetic_latents",
     "discriminator_loss",
     "gan_players",
     "generator_loss",
     "goodfellow_sgd",
     "init_discriminator",
     "init_generator",
+    "interpolation_path",
     "sample",
 ]
 
@@ -314,3 +317,33 @@ def goodfellow_sgd(
         )
 
     return optax.inject_hyperparams(factory)(learning_rate=learning_rate, momentum=mu)
+
+
+def interpolation_path(
+    z0: Float[Array, "r z"], z1: Float[Array, "r z"], steps: int
+) -> Float[Array, "rs z"]:
+    """Rows of ``steps`` linear interpolations (1 − t) z0 + t z1, t evenly in [0, 1], one row
+    per pair, flattened row by row (the latent walks of Radford et al. 2015, §20.10.4)."""
+    t = jnp.linspace(0.0, 1.0, steps)[None, :, None]
+    return ((1 - t) * z0[:, None] + t * z1[:, None]).reshape(-1, z0.shape[-1])
+
+
+def arithmetic_latents(
+    key: PRNGKeyArray,
+    z: Float[Array, "n z"],
+    class_probs: Float[Array, "n k"],
+    classes: tuple[int, int, int],
+    per_class: int = 3,
+    noise: float = 0.25,
+) -> Float[Array, "m z"]:
+    """Latent arithmetic of Radford et al. (2015, Fig. 7): for classes (a, b, c), the
+    ``per_class`` draws of ``z`` a classifier is surest of and their mean, row by row; then
+    z̄(a) − z̄(b) + z̄(c) with uniform noise in ±``noise`` added ``per_class`` times, and alone.
+    ``per_class + 1`` latents per row, 4 rows."""
+    probs = np.asarray(class_probs)
+    picks = [np.argsort(-probs[:, c])[:per_class] for c in classes]
+    means = jnp.stack([z[i].mean(0) for i in picks])
+    z_res = means[0] - means[1] + means[2]
+    z_out = z_res + jax.random.uniform(key, (per_class, z.shape[-1]), minval=-noise, maxval=noise)
+    rows = [jnp.concatenate([z[i], means[j][None]]) for j, i in enumerate(picks)]
+    return jnp.concatenate([*rows, z_out, z_res[None]])

@@ -32,6 +32,8 @@ thread pools) and never two at once, since they time the same CPU.  The benchmar
   mixture vs flowjax, same architecture and steps (target >= 1.5x, equal or better likelihood).
 * ``conv_rbm_gibbs``: conv RBM Gibbs chain-sweeps/s vs learnergy's ConvRBM and egm's dense
   Toeplitz RBM (target >= 3x learnergy).
+* ``dcgan_step``: DCGAN 28x28 (f=64, batch 128) training steps/s vs the PyTorch examples'
+  DCGAN (target >= 1.5x).
 * ``budget``: VAE vs pythae, NADE vs PyTorch, RBM vs scikit-learn, each trained for the same
   wall-clock budget and scored by the same egm estimator (IS, exact, AIS): who wins in equal time.
 
@@ -66,6 +68,7 @@ SCRIPTS = (
     "budget",
     "flow_train",
     "conv_rbm_gibbs",
+    "dcgan_step",
 )
 
 

@@ -108,6 +108,8 @@ CASES: dict[str, Case] = {
     "flow_2d": Case("flow_2d", pngs=("densities.png",)),
     "flow_mnist": Case("flow_mnist", pngs=("realnvp_samples.png", "maf2_samples.png")),
     "gmmn_2d": Case("gmmn_2d", pngs=("densities.png",)),
+    "dcgan_mnist": Case("dcgan_mnist",
+                        pngs=("samples.png", "interpolation.png", "arithmetic.png")),
     "abc_conjugate": Case("abc_conjugate", pngs=("abc_posteriors.png",)),
     "crbm_mnist": Case("crbm_mnist", pngs=("samples.png", "filters.png")),
     "dae_mnist": Case("dae_mnist", pngs=("samples.png", "inpainting.png")),
@@ -123,7 +125,7 @@ FAMILIES = {
     "VAE": ("vae_mnist", "draw_mnist", "gumbel_vae_mnist"),
     "real-valued": ("grbm_patches", "grbm_mnist", "mcrbm_patches", "mpot_patches",
                     "ssrbm_patches"),
-    "implicit": ("gan_mnist", "gmmn_mnist", "gmmn_2d"),
+    "implicit": ("gan_mnist", "gmmn_mnist", "gmmn_2d", "dcgan_mnist"),
     "flows": ("flow_2d", "flow_mnist"),
     "ABC": ("abc_conjugate",),
     "autoencoder chains": ("dae_mnist", "dae_2d", "gsn_mnist"),
@@ -481,6 +483,14 @@ def _check_gmmn(res, cfg, wd, mod):
     assert res["published"]["parzen_test"]["value"] == 147.0
 
 
+def _check_dcgan(res, cfg, wd, mod):
+    # tiny run: test_mmd2 6.09 against a floor of 0.037 (training vs test digits)
+    assert res["test_mmd2_floor"] < res["test_mmd2"] and 0 <= res["d_on_samples"] <= 1
+    assert 0 <= res["d_on_test"] <= 1 and isinstance(res["discriminator_won"], bool)
+    assert {"disc/loss", "disc/d_real", "disc/d_fake", "gen/loss"} <= set(_lines(wd)[-1])
+    assert res["n_train"] == 256 and "batch norm" in res["model"]
+
+
 def _check_gmmn_2d(res, cfg, wd, mod):
     """After 2 tiny epochs the checkerboard GMMN is far from the data: measured test MMD² 0.76
     against a floor of -0.0002 (the floor is an unbiased estimate of 0, sd O(B/n) = 5/300 ≈
@@ -614,6 +624,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "gan_mnist": _check_gan,
     "gmmn_mnist": _check_gmmn,
     "gmmn_2d": _check_gmmn_2d,
+    "dcgan_mnist": _check_dcgan,
     "flow_2d": _check_flow_2d,
     "flow_mnist": _check_flow_mnist,
     "abc_conjugate": _check_abc,
