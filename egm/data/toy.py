@@ -21,6 +21,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 from egm.errors import ConfigError
 
 __all__ = [
+    "DENSITIES",
     "bars_and_stripes",
     "log_density_checkerboard",
     "log_density_gaussian_mixture",
@@ -163,3 +164,11 @@ def log_density_checkerboard(x: Float[ArrayLike, "*batch 2"]) -> Float[Array, "*
     inside = jnp.all((x >= -2.0) & (x < 2.0), axis=-1)
     dark = jnp.mod(cells[..., 0] + cells[..., 1], 2.0) == 0.0
     return jnp.where(inside & dark, -jnp.log(8.0), -jnp.inf)
+
+
+#: The 2-D densities by name: ``(sampler(key, n), exact log density)``.
+DENSITIES = {
+    "gaussian_mixture": (sample_gaussian_mixture, log_density_gaussian_mixture),
+    "rings": (sample_rings, log_density_rings),
+    "checkerboard": (sample_checkerboard, log_density_checkerboard),
+}

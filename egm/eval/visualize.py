@@ -54,3 +54,33 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def grid_2d(n: int, lim: float = 2.5) -> np.ndarray:
+    """The ``n × n`` pixel centres of the square ``[-lim, lim]²`` as points ``(x, y)``, row
+    by row from the top (``y = lim``) as an image is stored: a density evaluated on them
+    reshapes to an ``(n, n)`` picture."""
+    g = np.linspace(-lim, lim, n, dtype=np.float32)
+    return np.stack(np.meshgrid(g, g[::-1], indexing="xy"), -1).reshape(-1, 2)
+
+
+def histogram_2d(points, n: int, lim: float = 2.5) -> np.ndarray:
+    """The ``(n, n)`` picture (oriented as :func:`grid_2d`) of the counts of ``points`` in the
+    square's cells, scaled to a maximum of 1: samples drawn beside a density plot."""
+    p = np.asarray(points)
+    edges = np.linspace(-lim, lim, n + 1)
+    h = np.histogram2d(p[:, 1], p[:, 0], [edges, edges])[0][::-1]
+    return h / max(h.max(), 1.0)
+
+
+def density_image(log_p, n: int) -> np.ndarray:
+    """A log density evaluated on :func:`grid_2d` as an ``(n, n)`` picture exp(log p − max)."""
+    lp = np.asarray(log_p, np.float64)
+    return np.exp(lp - lp.max()).reshape(n, n)
+
+
+def panels(rows, pad: int = 2) -> np.ndarray:
+    """Equal-sized pictures in [0, 1] tiled row by row with a white border of ``pad``."""
+    return np.concatenate(
+        [np.concatenate([np.pad(p, pad, constant_values=1.0) for p in r], 1) for r in rows], 0
+    )

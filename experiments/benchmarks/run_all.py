@@ -34,6 +34,8 @@ thread pools) and never two at once, since they time the same CPU.  The benchmar
   Toeplitz RBM (target >= 3x learnergy).
 * ``dcgan_step``: DCGAN 28x28 (f=64, batch 128) training steps/s vs the PyTorch examples'
   DCGAN (target >= 1.5x).
+* ``ddpm_step``: a DDPM training step (ε-MLP) on MNIST vs the same network and loss in
+  PyTorch (target >= 1.5x).
 * ``budget``: VAE vs pythae, NADE vs PyTorch, RBM vs scikit-learn, each trained for the same
   wall-clock budget and scored by the same egm estimator (IS, exact, AIS): who wins in equal time.
 
@@ -69,6 +71,7 @@ SCRIPTS = (
     "flow_train",
     "conv_rbm_gibbs",
     "dcgan_step",
+    "ddpm_step",
 )
 
 
