@@ -36,6 +36,8 @@ thread pools) and never two at once, since they time the same CPU.  The benchmar
   DCGAN (target >= 1.5x).
 * ``ddpm_step``: a DDPM training step (ε-MLP) on MNIST vs the same network and loss in
   PyTorch (target >= 1.5x).
+* ``drbm_epoch``: a discriminative RBM (784-500, batch 100) training epoch vs learnergy's
+  DiscriminativeRBM (target >= 2x).
 * ``budget``: VAE vs pythae, NADE vs PyTorch, RBM vs scikit-learn, each trained for the same
   wall-clock budget and scored by the same egm estimator (IS, exact, AIS): who wins in equal time.
 
@@ -72,6 +74,7 @@ SCRIPTS = (
     "conv_rbm_gibbs",
     "dcgan_step",
     "ddpm_step",
+    "drbm_epoch",
 )
 
 

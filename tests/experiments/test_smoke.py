@@ -114,6 +114,8 @@ CASES: dict[str, Case] = {
     "diffusion_2d": Case("diffusion_2d", pngs=("densities.png",)),
     "ddpm_mnist": Case("ddpm_mnist", pngs=("samples.png",)),
     "crbm_mnist": Case("crbm_mnist", pngs=("samples.png", "filters.png")),
+    "drbm_mnist": Case("drbm_mnist", pngs=("filters.png",)),
+    "gated_rbm_shifts": Case("gated_rbm_shifts", pngs=("filters.png", "analogies.png")),
     "dae_mnist": Case("dae_mnist", pngs=("samples.png", "inpainting.png")),
     "dae_2d": Case("dae_2d", pngs=("chains.png",)),
     "gsn_mnist": Case("gsn_mnist", pngs=("samples.png",)),
@@ -130,6 +132,7 @@ FAMILIES = {
     "implicit": ("gan_mnist", "gmmn_mnist", "gmmn_2d", "dcgan_mnist"),
     "flows": ("flow_2d", "flow_mnist"),
     "ABC": ("abc_conjugate",),
+    "other BMs": ("drbm_mnist", "gated_rbm_shifts"),
     "diffusion": ("diffusion_2d", "ddpm_mnist"),
     "autoencoder chains": ("dae_mnist", "dae_2d", "gsn_mnist"),
 }  # fmt: skip
@@ -152,6 +155,7 @@ RESUME = {
     # multi-phase: killed in the first walk-back phase
     "dae_2d": "wb0_gaussian_mixture",
     "ddpm_mnist": "train",
+    "gated_rbm_shifts": "train",
 }
 
 
@@ -559,6 +563,35 @@ def _check_ddpm_mnist(res, cfg, wd, mod):
     assert res["n_train"] == 256 and res["n_test"] == 32
 
 
+def _check_drbm(res, cfg, wd, mod):
+    """Two epochs of the hybrid objective on 500 embedded digits: the exact p(y|x) classifies
+    the 1000 test digits better than chance (0.9) with its binomial s.e.; the published
+    figure it is placed beside is the hybrid one; a label out of range is refused."""
+    from egm.errors import DataError
+
+    p = res["test_error"]
+    assert res["n_test"] == 1000 and res["n_train"] == 500 and 0.0 < p < 0.85
+    assert res["test_error_stderr"] == pytest.approx(np.sqrt(p * (1 - p) / 1000))
+    assert 0.0 < res["test_nll"] < np.log(10) + 0.05 and 0.0 <= res["valid_error"] <= 1.0
+    assert res["published"]["test_error"]["value"] == 0.0128
+    assert all("valid_error" in r and np.isfinite(r["loss"]) for r in _lines(wd))
+    x, y = mod.load(cfg).train
+    with pytest.raises(DataError, match="out of range"):
+        mod.data_check(cfg, (x, np.where(np.arange(len(y)) == 3, 10, y)))
+
+
+def _check_gated_rbm(res, cfg, wd, mod):
+    """Two epochs on 500 shifted 6x6 random-dot pairs: figures in range; the copy baseline
+    equals the data's own x != y rate (the analogy partners are a permutation)."""
+    assert res["n_shifts"] == 9 and res["chance_accuracy"] == pytest.approx(1 / 9)
+    for k in ("shift_probe_accuracy", "pixel_probe_accuracy", "recon_pixel_error",
+              "analogy_pixel_error", "copy_pixel_error"):  # fmt: skip
+        assert 0.0 <= res[k] <= 1.0, k
+    assert all(np.isfinite(r["recon_error"]) for r in _lines(wd))
+    x, y = mod.load(cfg).test
+    assert res["copy_pixel_error"] == pytest.approx(float(np.mean(x != y)))
+
+
 def _check_flow_2d(res, cfg, wd, mod):
     """Every test point of the checkerboard lies in a dark cell: the true figure is exactly
     -log 8 with zero spread.  KL(p||q) = E_p[log p - log q] >= 0; after 2 tiny epochs the
@@ -669,6 +702,8 @@ CHECKS: dict[str, Callable[..., None]] = {
     "flow_2d": _check_flow_2d,
     "flow_mnist": _check_flow_mnist,
     "abc_conjugate": _check_abc,
+    "drbm_mnist": _check_drbm,
+    "gated_rbm_shifts": _check_gated_rbm,
     "diffusion_2d": _check_diffusion_2d,
     "ddpm_mnist": _check_ddpm_mnist,
     "crbm_mnist": _check_crbm,
