@@ -24,15 +24,12 @@ import numpy as np
 
 from egm import run, train
 from egm.data import toy
+from egm.eval import visualize as vis
 from egm.models import dae
 from egm.run import directed as rd
 from egm.run.config import RunFields, at_least, field, greater_than
 
-DENSITIES = {
-    "gaussian_mixture": (toy.sample_gaussian_mixture, toy.log_density_gaussian_mixture),
-    "rings": (toy.sample_rings, toy.log_density_rings),
-    "checkerboard": (toy.sample_checkerboard, toy.log_density_checkerboard),
-}
+DENSITIES = toy.DENSITIES
 
 
 def _walkbacks_ok(v: str) -> str | None:
@@ -121,20 +118,15 @@ def evaluate(cfg: Config, d: dict, done, key) -> dict:
 
 
 def pictures(cfg: Config, d: dict, done, key) -> dict:
-    g = np.linspace(-3, 3, cfg.grid + 1, dtype=np.float32)
-    mid = (g[:-1] + g[1:]) / 2
-    xy = np.stack(np.meshgrid(mid, mid[::-1], indexing="xy"), -1).reshape(-1, 2)
-    rows = []
+    xy, rows = vis.grid_2d(cfg.grid, 3.0), []
     for i, ds in enumerate(d):
-        lp = np.asarray(DENSITIES[ds][1](xy))
-        panels = [np.exp(lp - lp.max()).reshape(cfg.grid, cfg.grid)]
+        panels = [vis.density_image(DENSITIES[ds][1](xy), cfg.grid)]
         for j, wb in enumerate(names(cfg.walkbacks)):
             x = _chains(cfg, done[f"wb{wb}_{ds}"].params, jax.random.fold_in(key, 100 * i + j))
-            h, _, _ = np.histogram2d(-x[:, 1], x[:, 0], bins=[-g[::-1], g])
-            panels.append(np.sqrt(h / max(h.max(), 1)))
-        rows.append(np.concatenate([np.pad(p, 2, constant_values=1.0) for p in panels], 1))
+            panels.append(np.sqrt(vis.histogram_2d(x, cfg.grid, 3.0)))
+        rows.append(panels)
     title = f"rows: {', '.join(d)}; columns: true density, chains for walk-back {cfg.walkbacks}"
-    return {"chains.png": (np.concatenate(rows, 0), title)}
+    return {"chains.png": (vis.panels(rows), title)}
 
 
 EXPERIMENT = run.Experiment(

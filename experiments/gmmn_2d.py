@@ -23,23 +23,11 @@ import numpy as np
 
 from egm import run, train
 from egm.data import toy
-from egm.errors import ConfigError
 from egm.estimators import mmd
-from egm.models import flows, gan
-from egm.run.config import RunFields, at_least, field, greater_than
-
-DENSITIES = {
-    "gaussian_mixture": (toy.sample_gaussian_mixture, toy.log_density_gaussian_mixture),
-    "rings": (toy.sample_rings, toy.log_density_rings),
-    "checkerboard": (toy.sample_checkerboard, toy.log_density_checkerboard),
-}
-
-
-def _names(s: str) -> list[str]:
-    names = [x for x in s.split(",") if x]
-    if not names or set(names) - set(DENSITIES) or len(set(names)) != len(names):
-        raise ConfigError(f"--datasets must be distinct names from {list(DENSITIES)}, got {s!r}")
-    return names
+from egm.eval import visualize as vis
+from egm.models import gan
+from egm.run import toy2d
+from egm.run.config import at_least, field, greater_than
 
 
 def _check_numbers(kind):
@@ -50,19 +38,15 @@ def _check_numbers(kind):
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(RunFields):
-    datasets: str = field("gaussian_mixture,rings,checkerboard", check=lambda v: _names(v) and None)
+class Config(toy2d.Toy2DFields):
     latent_dim: int = field(4, check=at_least(1))
     hidden: str = field("128,128", check=_check_numbers(int), help="generator widths (ReLU)")
     bandwidths: str = field("0.05,0.1,0.2,0.5,1", check=_check_numbers(float),
                             help="σ of the Gaussian kernels")  # fmt: skip
-    n_train: int = field(20000, check=at_least(2))
     n_test: int = field(2000, check=at_least(2), eval_only=True)
-    data_seed: int = field(0, check=at_least(0), help="the draws of the training/test points")
     epochs: int = field(30, check=at_least(1))
     batch_size: int = field(500, check=at_least(2), help="samples = data points per MMD")
     learning_rate: float = field(1e-3, check=greater_than(0), sweep=True)
-    grid: int = field(120, check=at_least(4), eval_only=True, help="pixels per side of a plot")
     workdir: str = field("runs/gmmn_2d", eval_only=True)
 
 
@@ -70,15 +54,6 @@ PRESETS = {"default": Config(),
     "tiny": Config(datasets="checkerboard", hidden="16", n_train=2000, n_test=300, epochs=2,
                    batch_size=200, grid=24, progress=False, workdir="runs/gmmn_2d_tiny"),
 }  # fmt: skip
-
-
-def load(cfg: Config) -> dict:  # {density: (train, test)}, the same for every sweep member
-    out = {}
-    for i, name in enumerate(_names(cfg.datasets)):
-        k_train, k_test = jax.random.split(jax.random.fold_in(jax.random.key(cfg.data_seed), i))
-        draw = DENSITIES[name][0]
-        out[name] = (np.asarray(draw(k_train, cfg.n_train)), np.asarray(draw(k_test, cfg.n_test)))
-    return out
 
 
 def generator(cfg: Config) -> gan.MLPGenerator:
@@ -113,19 +88,18 @@ def evaluate(cfg: Config, d: dict, done, key) -> dict:
 
 
 def pictures(cfg: Config, d: dict, done, key) -> dict:
-    xy, rows = flows.grid_2d(cfg.grid), []
+    xy, rows = vis.grid_2d(cfg.grid), []
     for i, ds in enumerate(d):
-        p = np.asarray(DENSITIES[ds][1](xy))
         x = _samples(cfg, done, jax.random.fold_in(key, i), ds, max(cfg.n_test, 10000))
-        rows.append([np.exp(p - p.max()).reshape(cfg.grid, cfg.grid),
-                     flows.histogram_2d(x, cfg.grid)])  # fmt: skip
+        rows.append([vis.density_image(toy.DENSITIES[ds][1](xy), cfg.grid),
+                     vis.histogram_2d(x, cfg.grid)])  # fmt: skip
     title = f"rows: {', '.join(d)}; columns: true density, GMMN samples"
-    return {"densities.png": (flows.panels(rows), title)}
+    return {"densities.png": (vis.panels(rows), title)}
 
 
 EXPERIMENT = run.Experiment(
-    name="gmmn_2d", presets=PRESETS, load=load, evaluate=evaluate, pictures=pictures,
-    phases=lambda cfg: [phase(ds) for ds in _names(cfg.datasets)],
+    name="gmmn_2d", presets=PRESETS, load=toy2d.load, evaluate=evaluate, pictures=pictures,
+    phases=lambda cfg: [phase(ds) for ds in toy2d.names(cfg.datasets)],
     describe=lambda cfg: {
         "model": f"GMMN {cfg.latent_dim}-{cfg.hidden}-2, z ~ U[-1, 1], ReLU, linear output",
         "training": f"sqrt(MMD²_b) with σ in {{{cfg.bandwidths}}}, Adam lr {cfg.learning_rate}, "
