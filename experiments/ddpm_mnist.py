@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from egm import data, eval, run, train
-from egm.errors import DataError
 from egm.models import diffusion as dm
+from egm.run import directed as rd
 from egm.run.config import MNISTFields, at_least, field, greater_than, in_range, one_of
 
 D = 784
@@ -39,8 +39,7 @@ D = 784
 class Config(MNISTFields):
     n_steps: int = field(200, check=at_least(1), help="diffusion steps T (Ho et al.: 1000)")
     schedule: str = field("linear", check=one_of(*dm.SCHEDULES))
-    hidden: str = field("1024,1024", check=lambda v: None if all(h.isdigit() and int(h) for h in
-                        v.split(",")) else "must be ints >= 1")  # fmt: skip
+    hidden: str = field("1024,1024", check=rd.sizes_ok, help="widths of the MLP ε_θ")
     n_train: int = field(0, check=at_least(0), help="0: the whole split")
     n_test: int = field(500, check=at_least(0), eval_only=True, help="0: every test digit")
     epochs: int = field(120, check=at_least(1))
@@ -64,22 +63,15 @@ PRESETS = {"default": Config(),
 
 def load(cfg: Config) -> DDPMData:
     grey = data.load_grey_mnist(source=cfg.source, data_dir=cfg.data_dir)
-    scale = lambda g: (2.0 * np.round(255 * g) / 255 - 1).astype(np.float32)  # noqa: E731
     protocol = ("8-bit levels k = round(255 grey) scaled to 2k/255 - 1; discretised Gaussian "
                 "decoder over the 256 levels (Ho et al. 2020): a bound on the discrete NLL, "
                 "no dequantisation")  # fmt: skip
-    return DDPMData(train=scale(grey.splits["train"])[: cfg.n_train or None],
-                    test=scale(grey.splits["test"])[: cfg.n_test or None], splits=grey.splits,
-                    source=grey.source, protocol=protocol)  # fmt: skip
+    train, test = (dm.to_levels(grey.splits[s]) for s in ("train", "test"))
+    return DDPMData(train=train[: cfg.n_train or None], test=test[: cfg.n_test or None],
+                    splits=grey.splits, source=grey.source, protocol=protocol)  # fmt: skip
 
 
-def _check_levels(cfg: Config, x) -> None:
-    k = (np.asarray(x) + 1) * 127.5
-    if np.abs(k - np.round(k)).max() > 1e-3 or k.min() < -1e-3 or k.max() > 255 + 1e-3:
-        raise DataError("ddpm_mnist trains on 8-bit levels scaled to 2k/255 - 1 in [-1, 1]")
-
-
-net = lambda cfg: dm.EpsMLP(tuple(int(h) for h in cfg.hidden.split(",")))  # noqa: E731
+net = lambda cfg: dm.EpsMLP(rd.sizes(cfg.hidden))  # noqa: E731
 schedule = lambda cfg: dm.named_schedule(cfg.schedule, cfg.n_steps)  # noqa: E731
 
 
@@ -107,12 +99,8 @@ def _programs(cfg: Config):
 
 
 def evaluate(cfg: Config, d: DDPMData, done, key) -> dict:
-    ema, chunk = done["train"].aux["ema"], min(250, len(d.test))
-    n = (len(d.test) // chunk) * chunk
-    parts = [_programs(cfg)[0](ema, jnp.asarray(d.test[i : i + chunk]), jax.random.fold_in(key, i))
-             for i in range(0, n, chunk)]  # fmt: skip
-    terms = np.concatenate([np.asarray(t, np.float64) for t, _ in parts])
-    prior = np.concatenate([np.asarray(p, np.float64) for _, p in parts])
+    ema, n = done["train"].aux["ema"], len(d.test)
+    terms, prior = dm.bound_terms_in_chunks(_programs(cfg)[0], ema, d.test, key)
     L = terms.sum(1) + prior
     rec = eval.LogLikelihood.from_per_example(
         -L, "variational_bound", bound="lower", dataset=d.source, split="test", unit="nats",
@@ -130,14 +118,13 @@ def sample(cfg: Config, d: DDPMData, done, key, n: int) -> np.ndarray:
     """``n`` grey digits in [0, 1] (EMA weights), quantised to the 256 levels, in batches."""
     out, ema, b = [], done["train"].aux["ema"], min(n, 500)
     for i in range(0, n, b):
-        x = np.asarray(_programs(cfg)[1](ema, jax.random.fold_in(key, i), b))
-        out.append(np.round((np.clip(x, -1, 1) + 1) * 127.5) / 255)
-    return np.concatenate(out)[:n].astype(np.float32)
+        out.append(dm.from_levels(_programs(cfg)[1](ema, jax.random.fold_in(key, i), b)))
+    return np.concatenate(out)[:n]
 
 
 EXPERIMENT = run.Experiment(
     name="ddpm_mnist", presets=PRESETS, load=load, evaluate=evaluate, sample=sample,
-    phases=lambda cfg: [run.Phase("train", init, step, data_check=_check_levels)],
+    phases=lambda cfg: [run.Phase("train", init, step, data_check=lambda c, x: dm.check_levels(x))],
     pictures=lambda cfg, d, done, key: {"samples.png": (eval.tile_images(
         sample(cfg, d, done, key, cfg.n_samples), (28, 28)), "DDPM samples (EMA weights)")},
     score_splits=lambda c, d: d.splits,

@@ -19,14 +19,14 @@ Pick alpha and the learning rate by ``valid_error`` in results.json; then report
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from egm import data, eval, run, train
+from egm import eval, run, train
 from egm.energies import class_rbm
+from egm.run import boltzmann_extra as bx
 from egm.run.config import RunFields, at_least, field, greater_than, one_of
 
 
@@ -66,38 +66,24 @@ PRESETS = {
 # fmt: on
 
 
-class Data(NamedTuple):
-    train: tuple[np.ndarray, np.ndarray]
-    valid: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
-    source: str
+def load(cfg: Config) -> bx.LabelledMNIST:
+    return bx.labelled_mnist(cfg.source, cfg.data_dir, cfg.n_train)
 
 
-def load(cfg: Config) -> Data:
-    splits = {s: data.load_mnist(s, source=cfg.source, data_dir=cfg.data_dir)
-              for s in ("train", "valid", "test")}  # fmt: skip
-    xy = {s: (d.x.reshape(len(d.x), -1), class_rbm.check_labels(d.y, 10, f"{s} labels"))
-          for s, d in splits.items()}  # fmt: skip
-    x, y = xy["train"]
-    return Data(
-        (x[: cfg.n_train], y[: cfg.n_train]), xy["valid"], xy["test"], splits["test"].source
-    )
-
-
-def optimizer(cfg: Config, d: Data):
+def optimizer(cfg: Config, d: bx.LabelledMNIST):
     steps = cfg.epochs * (len(d.train[1]) // cfg.batch_size)
     return train.sgd(
         cfg.learning_rate, lr_multiplier=train.linear_decay(steps) if cfg.lr_decay else None
     )
 
 
-def init(cfg: Config, d: Data, key, done):
+def init(cfg: Config, d: bx.LabelledMNIST, key, done):
     params = class_rbm.init(key, 784, cfg.n_hidden, 10)
     alpha = 1.0 if cfg.objective == "generative" else cfg.alpha  # per member: sweepable
     return train.init_state(params, optimizer(cfg, d), aux={"alpha": jnp.float32(alpha)})
 
 
-def step(cfg: Config, d: Data, done):
+def step(cfg: Config, d: bx.LabelledMNIST, done):
     disc, gen = cfg.objective != "generative", cfg.objective != "discriminative"
 
     def objective(params, batch, key, chains, aux):
@@ -112,34 +98,23 @@ def step(cfg: Config, d: Data, done):
 
 
 def data_check(cfg: Config, xy) -> None:
-    data.check_shape(xy[0], 784, "training images")
-    data.check_unit_interval(xy[0], "training images")
-    class_rbm.check_labels(xy[1], 10, "training labels")
+    class_rbm.check_data(xy, 784, 10)
 
 
-def scores(params, xy) -> tuple[float, float]:
-    """Test error (arg-max of the exact p(y|x)) and mean -log p(y|x), in batches of 1000."""
-    f = jax.jit(lambda p, x, y: class_rbm.error_and_nll(p, x, y) * len(y))
-    parts = [
-        f(params, xy[0][i : i + 1000], xy[1][i : i + 1000]) for i in range(0, len(xy[1]), 1000)
-    ]
-    return tuple(float(v) / len(xy[1]) for v in sum(parts))
+def monitor(cfg: Config, d: bx.LabelledMNIST, state, key, epoch: int) -> dict:
+    return {"valid_error": class_rbm.scores(state.params, *d.valid)[0]}
 
 
-def monitor(cfg: Config, d: Data, state, key, epoch: int) -> dict:
-    return {"valid_error": scores(state.params, d.valid)[0]}
-
-
-def evaluate(cfg: Config, d: Data, done, key) -> dict:
+def evaluate(cfg: Config, d: bx.LabelledMNIST, done, key) -> dict:
     params, n_test = done["train"].params, len(d.test[1])
-    (err, nll), (v_err, v_nll) = scores(params, d.test), scores(params, d.valid)
+    (err, nll), (v_err, v_nll) = (class_rbm.scores(params, *xy) for xy in (d.test, d.valid))
     return {"test_error": err, "test_error_stderr": float(np.sqrt(err * (1 - err) / n_test)),
             "test_nll": nll, "valid_error": v_err, "valid_nll": v_nll, "n_test": n_test,
             "n_train": len(d.train[1]), "dataset": d.source,
             "protocol": "grey intensities in [0, 1] as inputs; arg-max of the exact p(y | x)"}  # fmt: skip
 
 
-def pictures(cfg: Config, d: Data, done, key) -> dict:
+def pictures(cfg: Config, d: bx.LabelledMNIST, done, key) -> dict:
     W = np.asarray(done["train"].params.W).T[:100]
     return {"filters.png": (eval.tile_images(W, (28, 28), normalize=True), "input filters W")}
 

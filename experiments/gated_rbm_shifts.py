@@ -19,7 +19,6 @@ Pictures: filters.png (each factor's input filter beside its output filter) and 
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -27,6 +26,7 @@ import numpy as np
 from egm import data, eval, run, train
 from egm.energies import gated_rbm
 from egm.errors import ConfigError
+from egm.run import boltzmann_extra as bx
 from egm.run.config import RunFields, at_least, field, greater_than, in_range
 
 
@@ -65,40 +65,18 @@ PRESETS = {
 # fmt: on
 
 
-class Pairs(NamedTuple):
-    train: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
-    shifts: dict[str, np.ndarray]  # the shift class of every pair, per split
+def load(cfg: Config) -> bx.ShiftPairs:
+    return bx.shift_pairs(cfg.n_train, cfg.n_test, cfg.size, cfg.max_shift, cfg.density,
+                          cfg.data_seed)  # fmt: skip
 
 
-def shifted_pairs(rng: np.random.Generator, n: int, size: int, max_shift: int, density: float):
-    """``n`` random-dot images, their cyclic shifts and the shift class ``(dr, dc)`` index."""
-    s = np.arange(-max_shift, max_shift + 1)
-    cls = rng.integers(0, len(s) ** 2, n)
-    x = (rng.random((n, size, size)) < density).astype(np.float32)
-    y = np.stack(
-        [
-            np.roll(a, (s[c // len(s)], s[c % len(s)]), axis=(0, 1))
-            for a, c in zip(x, cls, strict=True)
-        ]
-    )
-    return x.reshape(n, -1), y.reshape(n, -1), cls
-
-
-def load(cfg: Config) -> Pairs:
-    rng = np.random.default_rng(cfg.data_seed)
-    tr = shifted_pairs(rng, cfg.n_train, cfg.size, cfg.max_shift, cfg.density)
-    te = shifted_pairs(rng, cfg.n_test, cfg.size, cfg.max_shift, cfg.density)
-    return Pairs(tr[:2], te[:2], {"train": tr[2], "test": te[2]})
-
-
-def init(cfg: Config, d: Pairs, key, done):
+def init(cfg: Config, d: bx.ShiftPairs, key, done):
     D = cfg.size**2
     params = gated_rbm.init(key, D, D, cfg.n_hidden, cfg.n_factors, scale=cfg.init_scale)
     return train.init_state(params, train.sgd(cfg.learning_rate, cfg.momentum, cfg.weight_decay))
 
 
-def step(cfg: Config, d: Pairs, done):
+def step(cfg: Config, d: bx.ShiftPairs, done):
     def objective(params, batch, key, chains, aux):
         loss = lambda p: gated_rbm.cd_surrogate(key, p, *batch, cfg.k)  # noqa: E731
         grads, metrics = jax.grad(loss, has_aux=True)(params)
@@ -113,16 +91,7 @@ def data_check(cfg: Config, xy) -> None:
         data.check_binary(a, name)
 
 
-def probe_accuracy(f_train, c_train, f_test, c_test, n_classes: int, ridge: float = 1e-2) -> float:
-    """Accuracy of a ridge-regression probe from features to the one-hot shift class."""
-    A = np.c_[f_train, np.ones(len(f_train))].astype(np.float64)
-    W = np.linalg.solve(
-        A.T @ A + ridge * len(A) * np.eye(A.shape[1]), A.T @ np.eye(n_classes)[c_train]
-    )
-    return float(np.mean((np.c_[f_test, np.ones(len(f_test))] @ W).argmax(1) == c_test))
-
-
-def evaluate(cfg: Config, d: Pairs, done, key) -> dict:
+def evaluate(cfg: Config, d: bx.ShiftPairs, done, key) -> dict:
     p, n_cls = done["train"].params, (2 * cfg.max_shift + 1) ** 2
     feats = jax.jit(jax.vmap(gated_rbm.hidden_probs, (None, 0, 0)))
     h_tr, h_te = (np.asarray(feats(p, *xy)) for xy in (d.train, d.test))
@@ -130,13 +99,10 @@ def evaluate(cfg: Config, d: Pairs, done, key) -> dict:
     (x, y), raw = d.test, lambda xy: np.concatenate(xy, axis=1)
     recon = np.asarray(jax.vmap(gated_rbm.reconstruct, (None, 0, 0))(p, x, y))
     # analogy: h from the test pair i applied to the next test image with the same shift
-    partner = np.arange(len(c_te))
-    for c in range(n_cls):
-        idx = np.flatnonzero(c_te == c)
-        partner[idx] = np.roll(idx, -1)
+    partner = bx.analogy_partners(c_te)
     analogy = np.asarray(jax.vmap(gated_rbm.output_probs, (None, 0, 0))(p, x[partner], h_te))
-    return {"shift_probe_accuracy": probe_accuracy(h_tr, c_tr, h_te, c_te, n_cls),
-            "pixel_probe_accuracy": probe_accuracy(raw(d.train), c_tr, raw(d.test), c_te, n_cls),
+    return {"shift_probe_accuracy": bx.probe_accuracy(h_tr, c_tr, h_te, c_te, n_cls),
+            "pixel_probe_accuracy": bx.probe_accuracy(raw(d.train), c_tr, raw(d.test), c_te, n_cls),
             "chance_accuracy": 1.0 / n_cls, "n_shifts": n_cls,
             "recon_pixel_error": float(np.mean((recon > 0.5) != (y > 0.5))),
             "analogy_pixel_error": float(np.mean((analogy > 0.5) != (y[partner] > 0.5))),
@@ -144,7 +110,7 @@ def evaluate(cfg: Config, d: Pairs, done, key) -> dict:
             "n_train": cfg.n_train, "n_test": cfg.n_test}  # fmt: skip
 
 
-def pictures(cfg: Config, d: Pairs, done, key) -> dict:
+def pictures(cfg: Config, d: bx.ShiftPairs, done, key) -> dict:
     p, n = done["train"].params, min(cfg.n_factors, 32)
     pairs = np.stack([np.asarray(p.Wx).T[:n], np.asarray(p.Wy).T[:n]], axis=1).reshape(2 * n, -1)
     x, y = d.test[0][:8], d.test[1][:8]

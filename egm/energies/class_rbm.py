@@ -35,7 +35,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from egm.energies.rbm import bernoulli_logits
 from egm.errors import ConfigError, DataError
@@ -43,6 +43,7 @@ from egm.errors import ConfigError, DataError
 __all__ = [
     "ClassRBMParams",
     "cd_negatives",
+    "check_data",
     "check_labels",
     "class_log_probs",
     "discriminative_loss",
@@ -56,6 +57,7 @@ __all__ = [
     "init",
     "log_partition",
     "predict",
+    "scores",
 ]
 
 
@@ -260,3 +262,41 @@ def check_labels(y, n_classes: int, name: str = "labels") -> np.ndarray:
             f"or fix the labels"
         )
     return y.astype(np.int32)
+
+
+def check_data(xy, n_visible: int, n_classes: int, name: str = "training") -> None:
+    """Host-side check of a labelled set ``(x, y)``: ``x`` is ``(N, n_visible)`` with values in
+    [0, 1] (grey levels or binary pixels) and ``y`` passes :func:`check_labels`; else
+    :class:`DataError`."""
+    from egm.data.validate import check_shape, check_unit_interval
+
+    check_shape(xy[0], n_visible, f"{name} images")
+    check_unit_interval(xy[0], f"{name} images")
+    check_labels(xy[1], n_classes, f"{name} labels")
+
+
+@jax.jit
+def _error_and_nll_sums(params: ClassRBMParams, x: Array, y: Array) -> Array:
+    return error_and_nll(params, x, y) * y.shape[0]
+
+
+def scores(
+    params: ClassRBMParams,
+    x: Float[ArrayLike, "N V"],
+    y: Int[ArrayLike, " N"],
+    batch_size: int = 1000,
+) -> tuple[float, float]:
+    """``(error rate, mean -log p(y|x))`` of a whole labelled set (:func:`error_and_nll`,
+    exact), host-side in batches of ``batch_size`` (the last may be smaller)."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    x, y = np.asarray(x), check_labels(y, params.U.shape[0])
+    if len(x) != len(y) or not len(y):
+        raise DataError(f"need as many labels as images (>= 1), got {len(y)} and {len(x)}")
+    total = sum(
+        np.asarray(
+            _error_and_nll_sums(params, x[i : i + batch_size], y[i : i + batch_size]), np.float64
+        )
+        for i in range(0, len(y), batch_size)
+    )
+    return float(total[0]) / len(y), float(total[1]) / len(y)

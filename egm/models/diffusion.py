@@ -54,10 +54,13 @@ __all__ = [
     "EpsMLP",
     "Schedule",
     "bound_terms",
+    "bound_terms_in_chunks",
+    "check_levels",
     "cosine_betas",
     "discretized_gaussian_log_likelihood",
     "ema_update",
     "eps_fn_of",
+    "from_levels",
     "init_ema_state",
     "linear_betas",
     "make_loss",
@@ -71,6 +74,7 @@ __all__ = [
     "sample",
     "sohl_dickstein_betas",
     "timestep_embedding",
+    "to_levels",
     "with_ema",
 ]
 
@@ -347,6 +351,28 @@ def bound_terms(
     return terms.T, prior
 
 
+def bound_terms_in_chunks(
+    bound: Callable[[Any, Array, PRNGKeyArray], tuple[Array, Array]],
+    params: Any,
+    x0: Float[ArrayLike, " N *d"],
+    key: PRNGKeyArray,
+    chunk: int = 250,
+) -> tuple[Float[np.ndarray, " N T"], Float[np.ndarray, " N"]]:
+    """``bound(params, x, key) -> (terms, prior)`` (e.g. a jitted :func:`bound_terms`) over
+    all of ``x0`` in chunks of ``min(chunk, N)`` examples, chunk ``j`` (starting at example
+    ``i``) with the key ``fold_in(key, i)``; the last chunk is zero-padded so that one shape is
+    compiled, and the padding dropped.  Returned as float64 numpy arrays."""
+    x0 = np.asarray(x0)
+    if chunk < 1 or not len(x0):
+        raise ConfigError(f"need chunk >= 1 and at least one example, got {chunk}, {len(x0)}")
+    n, c = len(x0), min(chunk, len(x0))
+    x = np.concatenate([x0, np.zeros((-n % c, *x0.shape[1:]), x0.dtype)])
+    parts = [bound(params, jnp.asarray(x[i : i + c]), jax.random.fold_in(key, i))
+             for i in range(0, len(x), c)]  # fmt: skip
+    terms = np.concatenate([np.asarray(t, np.float64) for t, _ in parts])[:n]
+    return terms, np.concatenate([np.asarray(p, np.float64) for _, p in parts])[:n]
+
+
 def sample(
     key: PRNGKeyArray,
     eps_fn: EpsFn,
@@ -467,3 +493,34 @@ def eps_fn_of(module: nn.Module) -> EpsFn:
     """``eps_fn(params, x_t, i)`` of a Flax module called as ``module.apply({"params": p},
     x_t, i)``."""
     return lambda params, x, i: module.apply({"params": params}, x, i)
+
+
+# --------------------------------------------------------------------------- 8-bit data
+
+
+def to_levels(grey: Float[ArrayLike, "*s"]) -> Float[np.ndarray, "*s"]:
+    """Grey values in [0, 1] -> Ho et al.'s 8-bit data ``2k/255 - 1`` in [-1, 1], ``k =
+    round(255 grey)`` (float32, host-side)."""
+    return (2.0 * np.round(255 * np.asarray(grey)) / 255 - 1).astype(np.float32)
+
+
+def from_levels(x: Float[ArrayLike, "*s"]) -> Float[np.ndarray, "*s"]:
+    """Model output in [-1, 1] (clipped) -> grey values ``k/255`` in [0, 1] on the 256 levels
+    (the inverse of :func:`to_levels` on the grid; float32, host-side)."""
+    return (np.round((np.clip(np.asarray(x), -1, 1) + 1) * 127.5) / 255).astype(np.float32)
+
+
+def check_levels(x: Float[ArrayLike, "*s"], name: str = "training data") -> None:
+    """:class:`DataError` unless every value of ``x`` is an 8-bit level ``2k/255 - 1``, ``k``
+    in 0..255 (within 1e-3 of a level; :func:`to_levels`)."""
+    k = (np.asarray(x, np.float64) + 1) * 127.5
+    if (
+        not k.size
+        or np.abs(k - np.round(k)).max() > 1e-3
+        or k.min() < -1e-3
+        or k.max() > 255 + 1e-3
+    ):
+        raise DataError(
+            f"{name} must be 8-bit levels scaled to 2k/255 - 1 in [-1, 1] (k in 0..255); "
+            f"convert grey values in [0, 1] with egm.models.diffusion.to_levels"
+        )

@@ -162,3 +162,34 @@ def test_labels_out_of_range_or_one_hot_are_refused():
     with pytest.raises(DataError, match="not one-hot"):
         class_rbm.check_labels(np.eye(10, dtype=np.int32), 10)
     assert class_rbm.check_labels(np.array([0, 9], np.int64), 10).dtype == np.int32
+
+
+def test_scores_in_batches_equal_the_exact_table():
+    """``scores`` over 13 examples in batches of 5 (5 + 5 + 3, so the ragged last batch is
+    weighted by its size) against the error and mean -log p(y|x) read off the brute-force
+    table of log Σ_h e^{-E}: float32 terms O(5) summed in float64, agreement to 1e-5."""
+    p = _params(2)
+    table = np.asarray(_joint_table(p), np.float64)
+    logp = table - np.logaddexp.reduce(table, axis=1, keepdims=True)
+    rng = np.random.default_rng(0)
+    idx, y = rng.integers(0, 2**V, 13), rng.integers(0, K, 13)
+    x = np.asarray(all_binary_states(V))[idx]
+    err, nll = class_rbm.scores(p, x, y, batch_size=5)
+    want_err = np.mean(logp[idx, y] < logp[idx].max(axis=1))
+    assert err == pytest.approx(want_err, abs=1e-6)
+    assert nll == pytest.approx(-np.mean(logp[idx, y]), abs=1e-5)
+    with pytest.raises(DataError, match="as many labels"):
+        class_rbm.scores(p, x[:4], y)
+
+
+def test_check_data_refuses_bad_images_and_labels():
+    """The host-side check accepts (N, V) values in [0, 1] with labels in 0..K-1 and refuses
+    each kind of bad input with a DataError that names it."""
+    x, y = np.full((4, V), 0.5, np.float32), np.arange(4) % K
+    class_rbm.check_data((x, y), V, K)
+    with pytest.raises(DataError, match="out of range"):
+        class_rbm.check_data((x, np.where(y == 0, K, y)), V, K)
+    with pytest.raises(DataError, match="training images"):
+        class_rbm.check_data((x + 1, y), V, K)
+    with pytest.raises(DataError, match="training images"):
+        class_rbm.check_data((x[:, :2], y), V, K)

@@ -208,3 +208,51 @@ def test_third_order_gibbs_matches_enumeration_and_gradient_matches_exact():
         sd = gp.std(axis=0, ddof=1)
         tol = Z * sd / np.sqrt(M) + 2 * bias * np.abs(gp).max(axis=0) + 1e-6
         assert np.all(np.abs(np.asarray(gs - ge).reshape(-1)) <= tol)
+
+
+# ----------------------------------------------- the shifted-pairs experiment's plumbing
+# (egm.run.boltzmann_extra, used by experiments/gated_rbm_shifts.py)
+
+
+def test_shifted_pairs_are_the_stated_cyclic_shifts():
+    """Every y is exactly x rolled by the (dr, dc) its class encodes, class = (dr + m)(2m + 1)
+    + (dc + m); all 9 classes of m = 1 occur in 200 draws (the chance that one is missing is
+    below 9 (8/9)^200 < 1e-9); the split sizes and the seed's determinism hold; aliasing
+    shifts are refused."""
+    from egm.errors import ConfigError
+    from egm.run import boltzmann_extra as bx
+
+    x, y, cls = bx.shifted_pairs(np.random.default_rng(0), 200, 5, 1, 0.3)
+    assert x.shape == y.shape == (200, 25) and set(np.unique(x)) <= {0.0, 1.0}
+    assert set(cls) == set(range(9))
+    for a, b, c in zip(x, y, cls, strict=True):
+        want = np.roll(a.reshape(5, 5), (c // 3 - 1, c % 3 - 1), axis=(0, 1)).reshape(-1)
+        np.testing.assert_array_equal(b, want)
+    d = bx.shift_pairs(30, 20, 5, 1, 0.3, seed=4)
+    assert d.train[0].shape == (30, 25) and d.test[1].shape == (20, 25)
+    np.testing.assert_array_equal(
+        d.shifts["test"], bx.shift_pairs(30, 20, 5, 1, 0.3, 4).shifts["test"]
+    )
+    with pytest.raises(ConfigError, match="alias"):
+        bx.shifted_pairs(np.random.default_rng(0), 10, 4, 2, 0.3)
+
+
+def test_analogy_partners_and_probe_accuracy_exact_cases():
+    """Partners: a permutation that keeps the class, with no fixed point where a class has two
+    or more members.  The ridge probe: one-hot class features are read perfectly (accuracy
+    exactly 1); a constant feature carries no information, so the probe predicts the training
+    majority class and scores exactly that class's share of the test set."""
+    from egm.run import boltzmann_extra as bx
+
+    cls = np.array([2, 0, 2, 1, 0, 2, 3])
+    p = bx.analogy_partners(cls)
+    assert sorted(p) == list(range(7)) and np.array_equal(cls[p], cls)
+    assert p[3] == 3 and p[6] == 6 and all(p[i] != i for i in (0, 1, 2, 4, 5))  # 3, 6 alone
+    rng = np.random.default_rng(1)
+    c_tr, c_te = rng.integers(0, 4, 300), rng.integers(0, 4, 100)
+    one_hot = np.eye(4)
+    assert bx.probe_accuracy(one_hot[c_tr], c_tr, one_hot[c_te], c_te, 4) == 1.0
+    const = lambda n: np.ones((n, 1))  # noqa: E731
+    majority = np.bincount(c_tr, minlength=4).argmax()
+    got = bx.probe_accuracy(const(300), c_tr, const(100), c_te, 4)
+    assert got == pytest.approx(np.mean(c_te == majority), abs=1e-12)

@@ -287,3 +287,47 @@ def test_named_schedules():
     assert dm.named_schedule("linear", 5).n_steps == 5  # β_T capped below 1
     with pytest.raises(ConfigError, match="linear"):
         dm.named_schedule("quadratic", 10)
+
+
+def test_levels_round_trip_and_check():
+    """to_levels puts grey k/255 exactly on the grid 2k/255 - 1 (float32 rounding: 1e-6),
+    from_levels inverts it on the grid and clips and rounds off-grid values; check_levels
+    accepts the grid and refuses grey values and values off the grid."""
+    from egm.errors import DataError
+
+    k = np.arange(256)
+    x = dm.to_levels(k / 255)
+    np.testing.assert_allclose(x, 2 * k / 255 - 1, atol=1e-6)
+    np.testing.assert_allclose(dm.from_levels(x), k / 255, atol=1e-7)
+    np.testing.assert_array_equal(dm.from_levels(np.array([-3.0, 3.0, 0.001])),
+                                  np.array([0.0, 1.0, 128 / 255], np.float32))  # fmt: skip
+    dm.check_levels(x)
+    with pytest.raises(DataError, match="8-bit levels"):
+        dm.check_levels(k / 255)
+    with pytest.raises(DataError, match="8-bit levels"):
+        dm.check_levels(x + 0.002)
+
+
+def test_bound_terms_in_chunks_keys_and_padding():
+    """A fake bound whose outputs are the example values plus a per-chunk key draw: chunks of
+    4 over 10 examples give each example its own value, the key of its chunk (fold_in at
+    the chunk's first index, the last chunk zero-padded to 4 and the padding dropped),
+    exactly (float32 values, float64 copies)."""
+
+    def bound(params, x, key):
+        u = jax.random.uniform(key, ())
+        return jnp.stack([x[:, 0], x[:, 0] + u], 1), params * x[:, 0]
+
+    x0 = np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
+    key = jax.random.key(0)
+    terms, prior = dm.bound_terms_in_chunks(bound, 2.0, x0, key, chunk=4)
+    assert terms.shape == (10, 2) and prior.shape == (10,) and terms.dtype == np.float64
+    u = [
+        float(jax.random.uniform(jax.random.fold_in(key, i), ()))
+        for i in (0, 0, 0, 0, 4, 4, 4, 4, 8, 8)
+    ]
+    np.testing.assert_array_equal(terms[:, 0], np.arange(10))
+    np.testing.assert_allclose(terms[:, 1], np.arange(10) + np.array(u, np.float32), rtol=1e-7)
+    np.testing.assert_array_equal(prior, 2.0 * np.arange(10))
+    with pytest.raises(ConfigError, match="chunk"):
+        dm.bound_terms_in_chunks(bound, 2.0, x0, key, chunk=0)
