@@ -108,6 +108,7 @@ CASES: dict[str, Case] = {
     "flow_2d": Case("flow_2d", pngs=("densities.png",)),
     "flow_mnist": Case("flow_mnist", pngs=("realnvp_samples.png", "maf2_samples.png")),
     "gmmn_2d": Case("gmmn_2d", pngs=("densities.png",)),
+    "lapgan_mnist": Case("lapgan_mnist", pngs=("samples.png", "coarse_to_fine.png")),
     "dcgan_mnist": Case("dcgan_mnist",
                         pngs=("samples.png", "interpolation.png", "arithmetic.png")),
     "abc_conjugate": Case("abc_conjugate", pngs=("abc_posteriors.png",)),
@@ -130,7 +131,7 @@ FAMILIES = {
     "VAE": ("vae_mnist", "draw_mnist", "gumbel_vae_mnist"),
     "real-valued": ("grbm_patches", "grbm_mnist", "mcrbm_patches", "mpot_patches",
                     "ssrbm_patches"),
-    "implicit": ("gan_mnist", "gmmn_mnist", "gmmn_2d", "dcgan_mnist"),
+    "implicit": ("gan_mnist", "gmmn_mnist", "gmmn_2d", "dcgan_mnist", "lapgan_mnist"),
     "flows": ("flow_2d", "flow_mnist"),
     "ABC": ("abc_conjugate",),
     "other BMs": ("drbm_mnist", "gated_rbm_shifts"),
@@ -500,6 +501,20 @@ def _check_dcgan(res, cfg, wd, mod):
     assert res["n_train"] == 256 and "batch norm" in res["model"]
 
 
+def _check_lapgan(res, cfg, wd, mod):
+    """Tiny run (2 epochs of 5 updates of all six players): test MMD² 1.79 against a floor
+    of 0.037 (training vs test digits; an unbiased estimate whose sd is O(B/n), B the kernel
+    bound: ~0.02 at n = 100), so ``floor < test_mmd2`` holds by ~90 sd.  Every level's mean d
+    on test pairs and on the samples' pyramids is a probability, and every player of every
+    level logs its metrics."""
+    assert res["test_mmd2_floor"] < res["test_mmd2"] and isinstance(res["discriminator_won"], bool)
+    last = set(_lines(wd)[-1])
+    for k in range(cfg.levels + 1):
+        assert 0 <= res[f"d{k}_on_test"] <= 1 and 0 <= res[f"d{k}_on_samples"] <= 1
+        assert {f"disc{k}/loss", f"disc{k}/d_real", f"disc{k}/d_fake", f"gen{k}/loss"} <= last
+    assert res["n_train"] == 512 and res["model"].startswith("LAPGAN 28 -> 14 -> 7")
+
+
 def _check_gmmn_2d(res, cfg, wd, mod):
     """After 2 tiny epochs the checkerboard GMMN is far from the data: measured test MMD² 0.76
     against a floor of -0.0002 (the floor is an unbiased estimate of 0, sd O(B/n) = 5/300 ≈
@@ -713,6 +728,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "gmmn_mnist": _check_gmmn,
     "gmmn_2d": _check_gmmn_2d,
     "dcgan_mnist": _check_dcgan,
+    "lapgan_mnist": _check_lapgan,
     "flow_2d": _check_flow_2d,
     "flow_mnist": _check_flow_mnist,
     "abc_conjugate": _check_abc,
