@@ -35,7 +35,8 @@ check of such data.
 
 Conditioners are small pure MLPs / convolutions on parameter dicts, not Flax modules: the
 masks and couplings are elementwise products on the weights, the last layer starts at zero
-so that every layer starts as the identity, and no module state is needed.
+so that every layer starts as the identity (the hidden biases are random, see
+``_dense_init``), and no module state is needed.
 """
 
 from __future__ import annotations
@@ -100,15 +101,24 @@ def _hidden(hidden: Sequence[int], what: str) -> tuple[int, ...]:
 
 
 def _dense_init(key: PRNGKeyArray, sizes: Sequence[int]) -> Params:
-    """Weights ``W_l`` (fan-in scaled normal) and zero biases; the last layer is zero, so
-    the conditioner outputs 0 and its flow layer starts as the identity."""
-    keys = jax.random.split(key, len(sizes) - 1)
+    """Weights ``W_l`` (fan-in scaled normal) and hidden biases ``b_l ~ U(±1/√fan_in)``; the
+    last layer is zero, so the conditioner outputs 0 and its flow layer starts as the
+    identity.
+
+    The random hidden biases matter: with zero biases every first-layer ReLU kink lies on
+    a hyperplane through the origin (for a 1-D coupling input, at ``x = 0`` itself), so the
+    initial conditioner is piecewise linear with a single kink and must first learn its
+    biases.  On the benchmark's ring of 8 Gaussians (experiments/benchmarks/flow_train.py)
+    zero biases cost MAF(8) ~0.3-2.9 nats of test log-likelihood after 20 epochs."""
+    keys = jax.random.split(key, 2 * (len(sizes) - 1))
     p = {}
     for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         last = l == len(sizes) - 2
-        w = jax.random.normal(keys[l], (a, b), jnp.float32) / math.sqrt(a)
+        w = jax.random.normal(keys[2 * l], (a, b), jnp.float32) / math.sqrt(a)
+        lim = 1.0 / math.sqrt(a)
+        bias = jax.random.uniform(keys[2 * l + 1], (b,), jnp.float32, -lim, lim)
         p[f"W{l}"] = jnp.zeros((a, b), jnp.float32) if last else w
-        p[f"b{l}"] = jnp.zeros((b,), jnp.float32)
+        p[f"b{l}"] = jnp.zeros((b,), jnp.float32) if last else bias
     return p
 
 
