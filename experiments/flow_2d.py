@@ -21,44 +21,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from egm import eval, run, train
+from egm import run, train
 from egm.data import toy
-from egm.errors import ConfigError
+from egm.eval import visualize as vis
 from egm.models import flows
-from egm.run.config import RunFields, at_least, field, greater_than
+from egm.run import toy2d
+from egm.run.config import at_least, field, greater_than
 
-DENSITIES = {
-    "gaussian_mixture": (toy.sample_gaussian_mixture, toy.log_density_gaussian_mixture),
-    "rings": (toy.sample_rings, toy.log_density_rings),
-    "checkerboard": (toy.sample_checkerboard, toy.log_density_checkerboard),
-}
+DENSITIES = toy.DENSITIES
+_names = toy2d.names
 MODELS = ("realnvp", "maf")
 ints = lambda cfg: tuple(int(h) for h in cfg.hidden.split(","))
 
 
-def _names(s: str, known, what: str) -> list[str]:
-    names = [x for x in s.split(",") if x]
-    if not names or set(names) - set(known) or len(set(names)) != len(names):
-        raise ConfigError(f"--{what} must be distinct names from {list(known)}, got {s!r}")
-    return names
-
-
 @dataclasses.dataclass(frozen=True)
-class Config(RunFields):
-    datasets: str = field("gaussian_mixture,rings,checkerboard",
-                          check=lambda v: _names(v, DENSITIES, "datasets") and None)  # fmt: skip
-    models: str = field("realnvp,maf", check=lambda v: _names(v, MODELS, "models") and None)
+class Config(toy2d.Toy2DFields):
+    models: str = field("realnvp,maf", check=toy2d.names_ok(MODELS, "models"))
     realnvp_layers: int = field(8, check=at_least(1))
     maf_layers: int = field(5, check=at_least(1))
     hidden: str = field("64,64", check=lambda v: None if all(h.isdigit() and int(h) for h in
                         v.split(",")) else "must be ints >= 1")  # fmt: skip
-    n_train: int = field(20000, check=at_least(1))
-    n_test: int = field(10000, check=at_least(2), eval_only=True)
-    data_seed: int = field(0, check=at_least(0), help="the draws of the training/test points")
     epochs: int = field(60, check=at_least(1))
     batch_size: int = field(250, check=at_least(1))
     learning_rate: float = field(1e-3, check=greater_than(0), sweep=True)
-    grid: int = field(120, check=at_least(4), eval_only=True, help="pixels per side of a plot")
     workdir: str = field("runs/flow_2d", eval_only=True)
 
 
@@ -67,15 +52,6 @@ PRESETS = {"default": Config(),
                    n_train=2000, n_test=500, epochs=2, batch_size=200, grid=24,
                    progress=False, workdir="runs/flow_2d_tiny"),
 }  # fmt: skip
-
-
-def load(cfg: Config) -> dict:  # {density: (train, test)}, the same for every sweep member
-    out = {}
-    for i, name in enumerate(_names(cfg.datasets, DENSITIES, "datasets")):
-        k_train, k_test = jax.random.split(jax.random.fold_in(jax.random.key(cfg.data_seed), i))
-        draw = DENSITIES[name][0]
-        out[name] = (np.asarray(draw(k_train, cfg.n_train)), np.asarray(draw(k_test, cfg.n_test)))
-    return out
 
 
 def model(cfg: Config, name: str) -> flows.Flow:
@@ -96,10 +72,10 @@ def phase(name: str, ds: str) -> run.Phase:
     return run.Phase(f"{name}_{ds}", init, step, train_data=lambda cfg, d, done: d[ds][0])
 
 
-def _record(lp, ds: str, cfg: Config, what: str) -> eval.LogLikelihood:
-    return eval.LogLikelihood.from_per_example(lp, "exact", split="test", unit="nats",
-        dataset=f"toy:{ds} (egm.data.toy; {cfg.n_test} test draws, seed {cfg.data_seed})",
-        protocol=f"exact log density ({what}) of fresh draws from the true density")  # fmt: skip
+def _record(lp, ds: str, cfg: Config, what: str):
+    return toy2d.record(
+        lp, ds, cfg, f"exact log density ({what}) of fresh draws from the true density"
+    )
 
 
 def evaluate(cfg: Config, d: dict, done, key) -> dict:
@@ -110,29 +86,27 @@ def evaluate(cfg: Config, d: dict, done, key) -> dict:
         for m in _names(cfg.models, MODELS, "models"):
             lq = np.asarray(jax.jit(model(cfg, m).log_prob)(done[f"{m}_{ds}"].params, test), float)
             out[f"{m}_{ds}_test_loglik"] = _record(lq, ds, cfg, "change of variables")
-            gap = lp - lq  # paired: the KL estimate has a smaller error than either figure
-            out[f"{m}_{ds}_kl_nats"] = float(gap.mean())
-            out[f"{m}_{ds}_kl_stderr"] = float(gap.std(ddof=1) / np.sqrt(len(gap)))
+            out |= toy2d.kl_fields(f"{m}_{ds}", lp, lq)  # paired: smaller error than either
     return out
 
 
 def pictures(cfg: Config, d: dict, done, key) -> dict:
     """Rows: densities; columns: the true p, each q (exp(log q - max)), q's samples."""
-    xy, ms, rows = flows.grid_2d(cfg.grid), _names(cfg.models, MODELS, "models"), []
+    xy, ms, rows = vis.grid_2d(cfg.grid), _names(cfg.models, MODELS, "models"), []
     for i, ds in enumerate(d):
         fl = [(model(cfg, m), done[f"{m}_{ds}"].params) for m in ms]
         lq = map(np.asarray, [DENSITIES[ds][1](xy), *(jax.jit(f.log_prob)(p, xy) for f, p in fl)])
         keys = jax.random.split(jax.random.fold_in(key, i), len(ms))
         s = [jax.jit(f.sample, static_argnums=2)(k, p, cfg.n_test)
              for k, (f, p) in zip(keys, fl, strict=True)]  # fmt: skip
-        rows.append([np.exp(v - v.max()).reshape(cfg.grid, cfg.grid) for v in lq]
-                    + [flows.histogram_2d(x, cfg.grid) for x in s])  # fmt: skip
+        rows.append([vis.density_image(v, cfg.grid) for v in lq]
+                    + [vis.histogram_2d(x, cfg.grid) for x in s])  # fmt: skip
     title = f"rows: {', '.join(d)}; columns: true, {', '.join(ms)} densities, then samples"
-    return {"densities.png": (flows.panels(rows), title)}  # fmt: skip
+    return {"densities.png": (vis.panels(rows), title)}  # fmt: skip
 
 
 EXPERIMENT = run.Experiment(
-    name="flow_2d", presets=PRESETS, load=load, evaluate=evaluate, pictures=pictures,
+    name="flow_2d", presets=PRESETS, load=toy2d.load, evaluate=evaluate, pictures=pictures,
     phases=lambda cfg: [phase(m, ds) for ds in _names(cfg.datasets, DENSITIES, "datasets")
                         for m in _names(cfg.models, MODELS, "models")],
     describe=lambda cfg: {

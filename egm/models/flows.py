@@ -68,14 +68,11 @@ __all__ = [
     "check_levels",
     "checkerboard_mask",
     "dequantise",
-    "grid_2d",
-    "histogram_2d",
     "glow",
     "logit_inverse",
     "logit_transform",
     "maf",
     "make_loss",
-    "panels",
     "pixel_log_prob",
     "pixel_log_prob_batched",
     "realnvp",
@@ -815,30 +812,3 @@ def make_loss(flow: Flow, lam: float = 1e-6, n_levels: int = 256):
         return nll, {"bits_per_dim": (nll + D * math.log(n_levels)) / (D * math.log(2.0))}
 
     return loss
-
-
-# ----------------------------------------------------------------------------- 2-D pictures
-
-
-def grid_2d(n: int, lim: float = 2.5) -> Float[np.ndarray, "nn 2"]:
-    """The ``n × n`` pixel centres of the square ``[-lim, lim]²`` as points ``(x, y)``, row
-    by row from the top (``y = lim``) as an image is stored: a density evaluated on them
-    reshapes to an ``(n, n)`` picture."""
-    g = np.linspace(-lim, lim, n, dtype=np.float32)
-    return np.stack(np.meshgrid(g, g[::-1], indexing="xy"), -1).reshape(-1, 2)
-
-
-def histogram_2d(points: Float[ArrayLike, "m 2"], n: int, lim: float = 2.5) -> np.ndarray:
-    """The ``(n, n)`` picture (oriented as :func:`grid_2d`) of the counts of ``points`` in the
-    square's cells, scaled to a maximum of 1: samples drawn beside a density plot."""
-    p = np.asarray(points)
-    edges = np.linspace(-lim, lim, n + 1)
-    h = np.histogram2d(p[:, 1], p[:, 0], [edges, edges])[0][::-1]
-    return h / max(h.max(), 1.0)
-
-
-def panels(rows: Sequence[Sequence[np.ndarray]], pad: int = 2) -> np.ndarray:
-    """Equal-sized pictures in [0, 1] tiled row by row with a white border of ``pad``."""
-    return np.concatenate(
-        [np.concatenate([np.pad(p, pad, constant_values=1.0) for p in r], 1) for r in rows], 0
-    )
