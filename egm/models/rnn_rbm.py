@@ -110,16 +110,23 @@ def rnn_rbm_init(
     logits of ``data_mean`` (or 0); ``rbm_params`` (a pretrained RBM, the paper's
     initialisation) replaces ``W, b_v, b_h``."""
     _sizes(n_visible, n_hidden, n_recurrent, "n_recurrent")
+    if rbm_params is not None and rbm_params.W.shape != (n_visible, n_hidden):
+        raise ConfigError(
+            f"the pretrained RBM is {rbm_params.W.shape[0]}x{rbm_params.W.shape[1]}, the "
+            f"RNN-RBM needs {n_visible}x{n_hidden}"
+        )
+    mean = None if data_mean is None else jnp.asarray(data_mean, jnp.float32)
+    p = _rnn_rbm_init(key, int(n_visible), int(n_hidden), int(n_recurrent), scale, mean)
+    if rbm_params is not None:
+        W, b_v, b_h = (jnp.asarray(x, jnp.float32) for x in rbm_params)
+        p = p._replace(W=W, b_v=b_v, b_h=b_h)
+    return p
+
+
+@jax.jit(static_argnums=(1, 2, 3))  # one compiled program, not one per random draw
+def _rnn_rbm_init(key, n_visible, n_hidden, U, scale, data_mean):
     k = jax.random.split(key, 5)
     W, b_v, b_h = _static(k[0], n_visible, n_hidden, scale, data_mean)
-    if rbm_params is not None:
-        if rbm_params.W.shape != (n_visible, n_hidden):
-            raise ConfigError(
-                f"the pretrained RBM is {rbm_params.W.shape[0]}x{rbm_params.W.shape[1]}, the "
-                f"RNN-RBM needs {n_visible}x{n_hidden}"
-            )
-        W, b_v, b_h = (jnp.asarray(x, jnp.float32) for x in rbm_params)
-    U = n_recurrent
     g = lambda kk, shape: scale * jax.random.normal(kk, shape, jnp.float32)
     z = jnp.zeros((U,), jnp.float32)
     return RNNRBMParams(W, b_v, b_h, g(k[1], (U, n_visible)), g(k[2], (U, n_hidden)),
@@ -138,6 +145,12 @@ def crbm_init(
     """Initial conditional RBM of ``order`` past frames: matrices ``N(0, scale²)``, ``b_h = 0``,
     ``b_v`` the base-rate logits of ``data_mean`` (or 0)."""
     _sizes(n_visible, n_hidden, order, "order")
+    mean = None if data_mean is None else jnp.asarray(data_mean, jnp.float32)
+    return _crbm_init(key, int(n_visible), int(n_hidden), int(order), scale, mean)
+
+
+@jax.jit(static_argnums=(1, 2, 3))
+def _crbm_init(key, n_visible, n_hidden, order, scale, data_mean):
     k = jax.random.split(key, 3)
     W, b_v, b_h = _static(k[0], n_visible, n_hidden, scale, data_mean)
     nV = order * n_visible
@@ -187,18 +200,36 @@ def frame_rbm(
 
 
 def _gibbs(key, W, b_v, b_h, v0, k: int):
-    """``k`` block Gibbs sweeps (h | v then v | h) of ONE frame's RBM from ``v0``; returns the
-    last ``v`` and ``P(v = 1 | h)`` of the last sweep."""
-    p = frame_rbm(W, b_v, b_h)
+    """``k`` block Gibbs sweeps (h | v then v | h) of many frames' RBMs at once, one chain per
+    row of ``v0 (..., V)`` with biases ``b_v (..., V)``, ``b_h (..., H)`` (shared ``W``);
+    returns the last ``v`` and ``P(v = 1 | h)`` of the last sweep.  One ``lax.scan`` over
+    sweeps with one key per sweep for the whole array: a small compiled program."""
 
-    def body(v, kk):
-        k_h, k_v = jax.random.split(kk)
-        h = rbm.sample_hidden(k_h, p, v)
-        logits = rbm.visible_preactivation(p, h)
-        return rbm.bernoulli_logits(k_v, logits), jax.nn.sigmoid(logits)
+    shape = jnp.broadcast_shapes(v0.shape, b_v.shape)
+    H = W.shape[1]
 
-    v, probs = jax.lax.scan(body, v0, jax.random.split(key, k))
-    return v, probs[-1]
+    def body(carry, kk):
+        u = jax.random.uniform(kk, (*shape[:-1], H + shape[-1]), v0.dtype)  # one draw a sweep
+        h = (u[..., :H] < jax.nn.sigmoid(b_h + carry[0] @ W)).astype(v0.dtype)
+        p = jax.nn.sigmoid(b_v + h @ W.T)
+        return ((u[..., H:] < p).astype(v0.dtype), p), None
+
+    init = (jnp.broadcast_to(v0, shape), jnp.zeros(shape, v0.dtype))
+    return jax.lax.scan(body, init, jax.random.split(key, k))[0]
+
+
+def _surrogate(key, params, rolls, mask, k):
+    """``Σ mask [F_t(v_t) - F_t(sg(v_t^*))]`` over the frames of ``rolls (..., T, V)``."""
+    flat = rolls.reshape(-1, *rolls.shape[-2:])  # (N, T, V): one sequence per row
+    b_v, b_h = jax.vmap(frame_biases, in_axes=(None, 0))(params, flat)
+    rolls, mask = flat, mask.reshape(-1, mask.shape[-1])
+    neg, _ = _gibbs(key, params.W, b_v, b_h, rolls, k)
+    neg = jax.lax.stop_gradient(neg)
+
+    def fe(v):
+        return -jnp.sum(b_v * v, -1) - jnp.sum(jax.nn.softplus(b_h + v @ params.W), -1)
+
+    return jnp.sum(mask * (fe(rolls) - fe(neg)))
 
 
 # --------------------------------------------------------------------------- training
@@ -216,13 +247,7 @@ def cd_surrogate(
     ``-∇ log p(v_1..v_T)``, back-propagated through time."""
     if k < 1:
         raise ConfigError(f"k (Gibbs sweeps per frame) must be >= 1, got {k}")
-    b_v, b_h = frame_biases(params, roll)
-    keys = jax.random.split(key, roll.shape[0])
-    neg, _ = jax.vmap(_gibbs, in_axes=(0, None, 0, 0, 0, None))(keys, params.W, b_v, b_h, roll, k)
-    neg = jax.lax.stop_gradient(neg)
-    fe = jax.vmap(rbm.free_energy, in_axes=(RBMParams(None, 0, 0), 0))
-    p = frame_rbm(params.W, b_v, b_h)
-    return jnp.sum(mask * (fe(p, roll) - fe(p, neg)))
+    return _surrogate(key, params, roll, mask, k)
 
 
 def sequence_objective(k: int = 15):
@@ -234,11 +259,29 @@ def sequence_objective(k: int = 15):
 
     def loss(params, batch, key):
         rolls, mask = batch["rolls"], batch["mask"]
-        keys = jax.random.split(key, rolls.shape[0])
-        per_seq = jax.vmap(cd_surrogate, in_axes=(0, None, 0, 0, None))(
-            keys, params, rolls, mask, k
-        )
-        return jnp.sum(per_seq) / jnp.maximum(jnp.sum(mask), 1.0)
+        return _surrogate(key, params, rolls, mask, k) / jnp.maximum(jnp.sum(mask), 1.0)
+
+    grad = jax.value_and_grad(loss)
+
+    def objective(params, batch, key, chains, aux):
+        value, grads = grad(params, batch, key)
+        return ObjectiveOut(grads, chains, aux, {"free_energy_gap": value})
+
+    return objective
+
+
+def frame_cd_objective(k: int = 15):
+    """CD-k on single frames for :func:`egm.train.make_step` (the paper's RBM pretraining of
+    ``W, b_v, b_h`` on every training frame, §18.2): params :class:`RBMParams`, batch ``(B, V)``
+    frames; the gradient of the mean of ``F(v) - F(sg(v^*))`` with ``v^*`` after ``k`` Gibbs
+    sweeps from ``v`` is the CD-k estimate of ``-∇ log p(v)``; metric ``free_energy_gap``."""
+    if not isinstance(k, int | np.integer) or k < 1:
+        raise ConfigError(f"k (Gibbs sweeps per frame) must be an integer >= 1, got {k!r}")
+
+    def loss(params, v, key):
+        neg = jax.lax.stop_gradient(_gibbs(key, params.W, params.b, params.c, v, k)[0])
+        fe = lambda x: -(x @ params.b) - jnp.sum(jax.nn.softplus(params.c + x @ params.W), -1)
+        return jnp.mean(fe(v) - fe(neg))
 
     grad = jax.value_and_grad(loss)
 
@@ -295,6 +338,40 @@ def log_partition_exact(
 def _log_partition_exact(W, b_v, b_h):
     one = jax.vmap(lambda bv, bh: exact.rbm_log_partition(frame_rbm(W, bv, bh)))
     return _map_frames(one, (b_v, b_h), max(1, 2**16 // 2 ** min(W.shape)))
+
+
+def split_log_likelihood_exact(
+    params: SeqParams, rolls: Float[Array, "N T V"], mask: Float[Array, "N T"]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Exact ``log p(v_t | v_{<t}) = -F_t(v_t) - log Z_t`` of every real frame of a padded
+    split, with the frames and their RBMs' biases: ``(ll (F,), v (F, V), b_v (F, V),
+    b_h (F, H))`` (host arrays, padding dropped).  One compiled program for the whole split
+    (biases, enumerated ``log Z_t`` of :func:`log_partition_exact`, free energies): the
+    padding frames are scored too and dropped, so every split length shares one shape."""
+    n = min(params.W.shape)
+    if n > exact.MAX_ENUMERATION_UNITS:
+        raise ConfigError(
+            f"exact log Z enumerates 2^{n} states per frame; the limit is "
+            f"{exact.MAX_ENUMERATION_UNITS} units: use log_partition_ais (method='ais')"
+        )
+    ll, b_v, b_h = _padded_exact(params, jnp.asarray(rolls))
+    keep = np.asarray(mask) > 0
+    return tuple(np.asarray(x)[keep] for x in (ll, rolls, b_v, b_h))  # type: ignore[return-value]
+
+
+@jax.jit
+def _padded_exact(params, rolls):
+    b_v, b_h = jax.vmap(frame_biases, in_axes=(None, 0))(params, rolls)
+    N, T, V = rolls.shape
+    flat = (rolls.reshape(N * T, V), b_v.reshape(N * T, V), b_h.reshape(N * T, -1))
+    W = params.W
+
+    def one(v, bv, bh):
+        p = frame_rbm(W, bv, bh)
+        return -rbm.free_energy(p, v) - exact.rbm_log_partition(p)
+
+    ll = _map_frames(jax.vmap(one), flat, max(1, 2**16 // 2 ** min(W.shape)))
+    return ll.reshape(N, T), b_v, b_h
 
 
 def log_partition_ais(
@@ -393,16 +470,13 @@ def marginals_gibbs(
 
 @jax.jit(static_argnums=(4, 5))
 def _marginals_gibbs(keys, W, b_v, b_h, n_chains, sweeps):
-    def one(kk, bv, bh):
-        k0, k1 = jax.random.split(kk)
-        v0 = rbm.bernoulli_logits(k0, jnp.broadcast_to(bv, (n_chains, bv.shape[0])))
-        ks = jax.random.split(k1, n_chains)
-        _, probs = jax.vmap(_gibbs, in_axes=(0, None, None, None, 0, None))(
-            ks, W, bv, bh, v0, sweeps
-        )
+    def chunk(kk, bv, bh):  # every (chain, frame) pair of the chunk in one batched chain
+        k0, k1 = jax.random.split(kk[0])
+        v0 = rbm.bernoulli_logits(k0, jnp.broadcast_to(bv, (n_chains, *bv.shape)))
+        _, probs = _gibbs(k1, W, bv, bh, v0, sweeps)
         return probs.mean(0)
 
-    return _map_frames(jax.vmap(one), (keys, b_v, b_h), 256)
+    return _map_frames(chunk, (keys, b_v, b_h), 256)
 
 
 def marginals_exact(
@@ -455,7 +529,7 @@ def _generate(key, params, n_steps, sweeps):
     rnn = isinstance(params, RNNRBMParams)
 
     def body(carry, kk):
-        k0, k1 = jax.random.split(kk)
+        k0, k1 = kk[0], kk[1]
         if rnn:
             b_v, b_h = params.b_v + carry @ params.W_uv, params.b_h + carry @ params.W_uh
         else:
@@ -468,4 +542,4 @@ def _generate(key, params, n_steps, sweeps):
         return nxt, v
 
     init = params.u0 if rnn else jnp.zeros((params.A.shape[0],), jnp.float32)
-    return jax.lax.scan(body, init, jax.random.split(key, n_steps))[1]
+    return jax.lax.scan(body, init, jax.random.split(key, (n_steps, 2)))[1]

@@ -32,12 +32,15 @@ def _crbm(key, V=3, H=2, order=2):
 def test_sequence_probabilities_sum_to_one(make):
     """Σ over all 2^(V·T) sequences of exp(Σ_t [-F_t(v_t) - log Z_t]) = 1 holds only if every
     frame's biases depend on the past alone and log Z_t is the frame's exact partition
-    function; float32 sums of 512 terms are good to ~1e-6 (tolerance 1e-5)."""
+    function; float32 sums of 512 terms are good to ~1e-6 (tolerance 1e-5).  Scored by the
+    evaluation's one-program path (split_log_likelihood_exact, every frame real)."""
     p = make(jax.random.key(0))
     V, T = 3, 3
     seqs = all_binary_states(V * T).reshape(-1, T, V)
-    ll = jax.vmap(seq.sequence_log_likelihood_exact, in_axes=(None, 0))(p, seqs)
-    assert float(jnp.sum(jnp.exp(ll))) == pytest.approx(1.0, abs=1e-5)
+    ll, v, _, _ = seq.split_log_likelihood_exact(p, seqs, jnp.ones(seqs.shape[:2]))
+    np.testing.assert_array_equal(v, np.asarray(seqs).reshape(-1, V))  # frames in order
+    per_seq = jax.nn.logsumexp(jnp.asarray(ll).reshape(-1, T).sum(1))
+    assert float(jnp.exp(per_seq)) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_crbm_past_window_and_biases():
@@ -98,6 +101,37 @@ def test_padding_does_not_change_the_gradient():
     for x, y in zip(jax.tree.leaves(a.grads), jax.tree.leaves(b.grads), strict=True):
         np.testing.assert_array_equal(x, y)
     assert float(a.metrics["free_energy_gap"]) == float(b.metrics["free_energy_gap"])
+    # the evaluation scores only the real frames: the padded piece's frame log-likelihoods sum
+    # to the unpadded piece's exact log-likelihood (float32 sums of 3 terms: rtol 1e-5)
+    ll, v, _, _ = seq.split_log_likelihood_exact(p, other, mask)
+    assert v.shape == (9, 4)
+    want = jax.jit(seq.sequence_log_likelihood_exact)(p, roll[1, :3])
+    assert float(ll[6:].sum()) == pytest.approx(float(want), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_frame_cd_gradient_is_exact_when_the_couplings_are_zero():
+    """Pretraining's CD-1 (frame_cd_objective): with W = 0 one Gibbs sweep draws v* exactly
+    from the RBM (v independent of h, v ~ σ(b)), so E[∇] is the exact gradient of the mean
+    negative log-likelihood of the batch (jax.grad of -F(v) - log Z, log Z enumerated).  Each
+    component of the mean over M = 4000 keys within z = 4.5 standard errors (over ~20
+    components a false alarm has chance ~1e-4), plus 1e-5 for float32 rounding."""
+    from egm.energies import rbm
+    from egm.estimators.exact import rbm_log_partition
+
+    p = rbm.RBMParams(W=jnp.zeros((4, 3)), b=jnp.asarray([0.5, -1.0, 0.2, 0.0]),
+                  c=jnp.asarray([0.3, -0.4, 1.0]))  # fmt: skip
+    v = jax.random.bernoulli(jax.random.key(20), 0.5, (5, 4)).astype(jnp.float32)
+    nll = lambda q: jnp.mean(jax.vmap(rbm.free_energy, in_axes=(None, 0))(q, v)) + \
+        rbm_log_partition(q)  # fmt: skip
+    exact = jax.grad(nll)(p)
+    obj = seq.frame_cd_objective(1)
+    M = 4000
+    keys = jax.random.split(jax.random.key(21), M)
+    g = jax.jit(jax.vmap(lambda k: obj(p, v, k, (), ()).grads))(keys)
+    for name, e, s in zip(p._fields, exact, g, strict=True):
+        mean, se = np.asarray(s.mean(0)), np.asarray(s.std(0, ddof=1)) / np.sqrt(M)
+        assert np.all(np.abs(mean - np.asarray(e)) <= 4.5 * se + 1e-5), name
 
 
 @pytest.mark.slow
