@@ -192,9 +192,8 @@ def _pool_up(spec: cr.ConvRBM, params: cr.ConvRBMParams, x: Array) -> Array:
 
 
 def pool_probabilities(spec, params, x: np.ndarray, batch: int = 500) -> np.ndarray:
-    """``P(p = 1 | v)`` of every image in ``x`` (jitted, in batches of one shape: the last
-    one padded, so one compilation serves every split)."""
-    batch = min(batch, len(x))
+    """``P(p = 1 | v)`` of every image in ``x`` (jitted, in batches of one shape ``batch``:
+    the last one zero-padded, so one compilation per layer serves every split and size)."""
     out = []
     for i in range(0, len(x), batch):
         xb = x[i : i + batch]

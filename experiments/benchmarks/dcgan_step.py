@@ -2,6 +2,7 @@
 
     python experiments/benchmarks/dcgan_step.py            # f=64, batch 128, 8 steps per call
     python experiments/benchmarks/dcgan_step.py --quick    # tiny smoke run
+    python experiments/benchmarks/dcgan_step.py --members 8 --features 8   # sweep: vmap vs lax.map
 
 Like for like: the architecture of egm.models.dcgan (the PyTorch examples' ``dcgan/main.py``
 with its 64x64 stack cut to two up-samplings for 28x28): G z(100) -> 7x7x2f -> convT 4/2/1
@@ -17,6 +18,10 @@ Adam(2e-4, 0.5, 0.999) for both; the non-saturating generator loss; float32.
   update; egm draws a fresh one (one more generator forward pass per step: extra work for egm).
 
 Rate in training steps per second (higher is better); ratio = egm / torch.  Target >= 1.5x.
+
+``--members N``: instead, egm alone in member-steps per second for one member and for an
+N-member seed sweep run as the driver does (``jax.vmap`` of the epoch over the stacked
+states) and by ``lax.map`` over the members; ratio = sweep / one member (1 = no loss).
 """
 
 from __future__ import annotations
@@ -52,6 +57,55 @@ def make_egm(x, features, latent, batch_size, seed, impl):
         return jax.block_until_ready((state, metrics))
 
     return go, compiled
+
+
+def make_sweep(x, features, latent, batch_size, seed, impl, members, how):
+    """A zero-argument epoch of ``members`` DCGANs (seeds seed..seed+members-1)."""
+    from egm.train import sweep as sweeplib
+
+    g = dcgan.ConvGenerator(latent, features, 28, conv_impl=impl)
+    d = dcgan.ConvDiscriminator(features, 28, conv_impl=impl)
+    opt = train.adam(2e-4, 0.5, 0.999)
+    players = dcgan.dcgan_players(g, d, opt, opt)
+    epoch = train.make_epoch(train.make_multi_step(players), batch_size)
+
+    def state(i):
+        params, stats = dcgan.init_dcgan(jax.random.key(seed + i), g, d)
+        return train.init_multi_state(params, players, aux=stats)
+
+    states = sweeplib.stack([state(i) for i in range(members)])
+    keys = jax.random.split(jax.random.key(seed + 100), members)
+    if how == "vmap":
+        fn = jax.jit(sweeplib.sweep_epoch(epoch))
+    else:
+        fn = jax.jit(lambda s, x, k: jax.lax.map(lambda a: epoch(a[0], x, a[1]), (s, k)))
+    X = jnp.asarray(x)
+    return lambda: jax.block_until_ready(fn(states, X, keys))
+
+
+def sweep_main(a, cfg, x, env) -> list[dict]:
+    f, z, B, S, N = cfg["features"], cfg["latent"], cfg["batch_size"], cfg["steps"], a.members
+    with _bench.rng_mode():
+        contenders = {
+            "one": make_sweep(x, f, z, B, a.seed, a.conv_impl, 1, "map"),
+            "vmap": make_sweep(x, f, z, B, a.seed, a.conv_impl, N, "vmap"),
+            "map": make_sweep(x, f, z, B, a.seed, a.conv_impl, N, "map"),
+        }
+        times = _bench.interleaved(contenders, cfg["repeats"], settle_s=0.2 if a.quick else 1.0)
+    rate = {k: (1 if k == "one" else N) * S / _bench.median(t) for k, t in times.items()}
+    extra = {"steps_per_call": S, "batch_size": B, "features": f, "latent_dim": z,
+             "members": N, "egm_conv_impl": a.conv_impl, "quick": a.quick,
+             "runs_s": {k: _bench.runs(t) for k, t in times.items()}, **env}  # fmt: skip
+    stat = f"median of {cfg['repeats']} interleaved calls of {S} steps (each member)"
+    return [
+        _bench.emit(_bench.rate_line(
+            f"dcgan_sweep{N}_{how}_f{f}_b{B}", egm=rate[how], peer="egm, one member alone",
+            peer_value=rate["one"], unit="member-steps/s", stat=stat,
+            target="context (1 = a sweep member trains as fast as one model alone)",
+            min_ratio=0.0, sweep=how, **extra,
+        ))
+        for how in ("vmap", "map")
+    ]  # fmt: skip
 
 
 def make_torch(x, features, latent, batch_size, seed):
@@ -108,6 +162,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--steps", type=int, default=None, help="training steps per timed call")
     p.add_argument("--conv_impl", default="matmul", choices=("matmul", "xla"))
     p.add_argument("--torch_threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--members", type=int, default=None, help="N-member sweep vs one member")
+    p.add_argument("--features", type=int, default=None, help="f (default 64; quick 4)")
     a = p.parse_args(argv)
     if a.torch_threads is not None:
         import torch
@@ -115,10 +171,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.set_num_threads(a.torch_threads)
     env = _bench.environment()
     cfg = {**(QUICK if a.quick else FULL)}
-    cfg.update({k: getattr(a, k) for k in ("repeats", "steps") if getattr(a, k) is not None})
+    cfg.update({k: getattr(a, k) for k in ("repeats", "steps", "features")
+                if getattr(a, k) is not None})  # fmt: skip
     f, z, B, S = cfg["features"], cfg["latent"], cfg["batch_size"], cfg["steps"]
     ds = data.load_mnist("train", source="embedded")
     x = np.asarray(ds.x[: B * S], np.float32)
+    if a.members:
+        return sweep_main(a, cfg, x, env)
     with _bench.rng_mode():
         egm_go, compiled = make_egm(x, f, z, B, a.seed, a.conv_impl)
         contenders = {"egm": egm_go}

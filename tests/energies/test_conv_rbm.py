@@ -263,3 +263,42 @@ def test_bad_input_is_refused():
     with pytest.raises(DataError, match="other than 0 and 1"):
         cr.check_data(spec, params, x + 0.5)
     cr.check_data(cr.ConvRBM(2, "gaussian"), params, x + 0.5)
+
+
+def test_samplers_are_exact_inverse_cdfs_of_their_uniforms():
+    """`blocks_from_uniform` and `visible_from_uniform` (what `gibbs`, `sweep` and
+    `cd_gradient` draw with) are deterministic maps of u ~ U[0, 1): run over the grid
+    u_g = (g + 1/2)/G, G = 2^16, the fraction of the grid sent to each state must be its
+    probability.  Block states (n = 4 with logits up to ±80, and n = 1, the Bernoulli path
+    of pool = 1) and binary visibles are monotone in u, so each state is one interval and
+    the grid fraction is within 2/G of its length; float32 rounding of the cumulative
+    weights (relative ~1e-6) is far below that: tolerance 2/G + 1e-5.  Gaussian visibles
+    must be x + Φ^{-1}(u): Φ(v - x) = u up to the float32 rounding of 2u - 1 (6e-8) and
+    erf_inv (a few ulps): tolerance 1e-6."""
+    from scipy.special import ndtr
+
+    G = 2**16
+    u = (jnp.arange(G, dtype=jnp.float32) + 0.5) / G
+    tol = 2 / G + 1e-5
+    rows = [[80.0, 79.0, -5.0, 0.0], [0.3, -1.2, 2.0, -0.4], [-80.0, -80.0, -80.0, -80.0],
+            [2.5], [-3.0], [80.0]]  # fmt: skip
+
+    @jax.jit
+    def everything(u, logits):  # one program; arguments, not constants (no constant folding)
+        out = []
+        for lg in logits:
+            one_hot, p = cr.blocks_from_uniform(u, jnp.broadcast_to(lg, (G, lg.shape[0])))
+            freq = jnp.concatenate([one_hot.mean(0), 1 - p.mean(keepdims=True)])
+            ok = jnp.all(one_hot.sum(-1) <= 1) & jnp.all(p == one_hot.sum(-1))
+            out.append((freq, jnp.exp(cr.block_log_probs(lg)), ok))
+        x = jnp.full(G, 0.7, jnp.float32) + 0 * u  # 0.7, not a constant
+        v = cr.visible_from_uniform(cr.ConvRBM(visible="binary"), x, u)
+        g = cr.visible_from_uniform(cr.ConvRBM(visible="gaussian"), x, u)
+        return out, v.mean(), jax.nn.sigmoid(x[0]), g - x
+
+    out, mean, want_mean, z = everything(u, [jnp.asarray(r, jnp.float32) for r in rows])
+    for freq, want, ok in out:
+        assert bool(ok)
+        np.testing.assert_allclose(freq, want, atol=tol)
+    assert abs(float(mean) - float(want_mean)) < tol
+    np.testing.assert_allclose(ndtr(np.asarray(z, np.float64)), np.asarray(u), atol=1e-6)
