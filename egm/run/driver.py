@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from egm.errors import DivergenceError, EgmError
+from egm.errors import ConfigError, DivergenceError, EgmError
 from egm.run import config as cfglib
 from egm.run.workdir import Workdir, log
 from egm.train import sweep as sweeplib
@@ -97,6 +97,11 @@ class Experiment:
     data's ``binary`` splits; grey-level models such as a GAN or a flow declare their grey
     splits).
 
+    ``sweep_members``: how a sweep's members train on one device — ``"vmap"`` (batched, the
+    default) or ``"map"`` (one after another inside the same jitted epoch, ``lax.map``: for
+    models whose ops batch poorly under vmap, such as a DCGAN's convolutions on XLA:CPU).
+    Across several devices members are always sharded.
+
     A preset named ``paper`` is the paper's full schedule; every ``results.json`` says how
     much of it the run trained (``schedule``: epochs per phase against the paper preset's,
     and the fields where the run differs from it) and the command that repeats the run.
@@ -115,6 +120,12 @@ class Experiment:
     published: Callable[[Any], dict[str, str]] | None = None
     sample: Callable[..., Any] | None = None
     score_splits: Callable[[Any, Any], dict] | None = None
+    sweep_members: str = "vmap"
+
+    def __post_init__(self) -> None:
+        if self.sweep_members not in ("vmap", "map"):
+            raise ConfigError(f"Experiment.sweep_members must be 'vmap' or 'map', got "
+                              f"{self.sweep_members!r}")  # fmt: skip
 
 
 def rng_mode(fast_cpu_rng: bool):
@@ -373,7 +384,9 @@ class _Run:
         epoch = make_epoch(step, batch)
         n_dev = jax.device_count()
         if self.n > 1:
-            fn = sweeplib.sweep_epoch(epoch)
+            fn = (sweeplib.map_epoch if self.exp.sweep_members == "map" else sweeplib.sweep_epoch)(
+                epoch
+            )
             if n_dev > 1:
                 mesh = shard.sweep_mesh(self.n)
                 return (

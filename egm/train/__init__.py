@@ -43,7 +43,7 @@ from egm.train.state import (
     make_multi_step,
     make_step,
 )
-from egm.train.sweep import set_hyperparams, stack, sweep_epoch, sweep_keys, unstack
+from egm.train.sweep import map_epoch, set_hyperparams, stack, sweep_epoch, sweep_keys, unstack
 
 __all__ = [
     "Checkpointer",
@@ -100,6 +100,7 @@ __all__ = [
     "sharded_sweep_epoch",
     "stack",
     "sweep_epoch",
+    "map_epoch",
     "sweep_keys",
     "sweep_mesh",
     "unstack",

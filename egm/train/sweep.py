@@ -34,6 +34,16 @@ def sweep_epoch(epoch_fn: Callable) -> Callable:
     return jax.vmap(epoch_fn, in_axes=(0, None, 0))
 
 
+def map_epoch(epoch_fn: Callable) -> Callable:
+    """:func:`sweep_epoch`'s contract, members one after another (``lax.map``) in one program:
+    for models whose ops batch poorly under ``vmap`` on a device (measured: a DCGAN's
+    transposed convolutions on XLA:CPU, 8 members at 0.59x one member's speed each under vmap,
+    1.49x under lax.map)."""
+    return lambda states, data, keys: jax.lax.map(
+        lambda a: epoch_fn(a[0], data, a[1]), (states, keys)
+    )
+
+
 def sweep_keys(roots: PRNGKeyArray, epoch: int) -> PRNGKeyArray:
     """The epoch keys of every sweep member: ``fold_in(root_i, epoch)``."""
     return jax.vmap(lambda r: jax.random.fold_in(r, epoch))(roots)

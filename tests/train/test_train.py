@@ -32,8 +32,10 @@ def _assert_trees_close(a, b, **kw):
 
 
 @pytest.mark.slow  # heavy; the default suite must fit CI (BUILD_NOTES, issue 11)
-def test_sweep_of_n_equals_n_separate_runs():
-    """Members differ in seed (init, chains, epoch keys), learning rate, momentum, weight decay."""
+@pytest.mark.parametrize("sweeper", ["vmap", "map"])
+def test_sweep_of_n_equals_n_separate_runs(sweeper):
+    """Members differ in seed (init, chains, epoch keys), learning rate, momentum, weight decay;
+    batched (``sweep_epoch``, vmap) or one after another (``map_epoch``, lax.map)."""
     hps = [(0.05, 0.0, 0.0), (0.02, 0.5, 1e-3), (0.1, 0.9, 1e-2)]
     _, _, epoch = _setup()
     states, roots = [], []
@@ -48,7 +50,7 @@ def test_sweep_of_n_equals_n_separate_runs():
         roots.append(jax.random.key(10 + i))
     data = _data()
     swept = train.stack(states)
-    sweep_fn = jax.jit(train.sweep_epoch(epoch))
+    sweep_fn = jax.jit((train.sweep_epoch if sweeper == "vmap" else train.map_epoch)(epoch))
     roots_arr = jnp.stack(roots)
     for e in range(3):
         swept, _ = sweep_fn(swept, data, train.sweep_keys(roots_arr, e))
