@@ -836,7 +836,18 @@ def _run_case(name: str, wd: Path):
     return case, mod, cfg, run.run(mod.EXPERIMENT, cfg)
 
 
-@pytest.mark.parametrize("name", FILES)
+#: Experiments whose tiny run is in the slow suite only (the default suite's 10-minute budget
+#: on 2 cores), each with the default tests that keep its claims: rnnrbm_jsb (21 s cold) —
+#: tests/models/test_rnn_rbm.py (exact sequence probabilities, padding, the bias recursions)
+#: and tests/experiments/test_experiment_rnnrbm.py (its config checks); lapgan_mnist (13 s) —
+#: tests/models/test_lapgan.py (exact pyramid, zero-residual sampling, shapes and errors) and
+#: the same multi-player step and driver in test_smoke[gan_mnist] / [dcgan_mnist].
+SLOW_SMOKE = ("rnnrbm_jsb", "lapgan_mnist")
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_SMOKE else n for n in FILES]
+)
 def test_smoke(name, tmp_path):
     wd = tmp_path / "run"
     case, mod, cfg, res = _run_case(name, wd)

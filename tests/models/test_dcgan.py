@@ -119,6 +119,10 @@ def test_generator_and_discriminator_shapes_and_bad_sizes(upsample):
         jax.eval_shape(lambda: d28.init(key, jnp.zeros((2, 1024))))
 
 
+# slow (13 s cold): the sweep == separate runs claim for every model is
+# tests/train/test_train.py::test_sweep_of_n_equals_n_separate_runs (vmap and map), and
+# test_smoke[dcgan_mnist] trains with the statistics in aux and samples from them
+@pytest.mark.slow
 def test_batch_stats_ride_in_aux_per_sweep_member():
     """One multi-player step moves the running statistics kept in ``aux`` (and nothing else
     holds them); eval mode treats examples independently (the first 2 samples of a batch of 4

@@ -103,6 +103,9 @@ def test_conditional_generator_shapes_pairs_and_bad_sizes():
         lapgan.lapgan_players(_small(), train.adam(1e-3), train.adam(1e-3), loss="wasserstein")
 
 
+# slow (6 s cold): the multi-player step's "each player moves only its own group" is
+# tests/models/test_gan.py's default test; this repeats it for LAPGAN's six players
+@pytest.mark.slow
 def test_each_level_updates_only_its_own_parameters():
     m = _small()
     p = lapgan.init_lapgan(jax.random.key(0), m, jnp.full((4,), 0.3))
