@@ -24,15 +24,3 @@ os.environ.setdefault(
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-
-
-# The heaviest tests first: with ``--dist worksteal`` each worker starts on a contiguous share
-# of the collected items and an idle worker steals from the other's tail, so long tests at the
-# end leave one core idle while the other finishes them (measured: 623 s wall for 1187 s of CPU
-# on 2 workers, 30 s above the even split).  Moving the experiment smoke runs and the
-# fake-device test to the front keeps the tail short.  Order never changes what a test checks.
-_HEAVY_FIRST = ("tests/experiments/test_smoke.py", "tests/train/test_sharding.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda it: not it.nodeid.startswith(_HEAVY_FIRST))

@@ -837,12 +837,17 @@ def _run_case(name: str, wd: Path):
 
 
 #: Experiments whose tiny run is in the slow suite only (the default suite's 10-minute budget
-#: on 2 cores), each with the default tests that keep its claims: rnnrbm_jsb (21 s cold) —
-#: tests/models/test_rnn_rbm.py (exact sequence probabilities, padding, the bias recursions)
-#: and tests/experiments/test_experiment_rnnrbm.py (its config checks); lapgan_mnist (13 s) —
-#: tests/models/test_lapgan.py (exact pyramid, zero-residual sampling, shapes and errors) and
-#: the same multi-player step and driver in test_smoke[gan_mnist] / [dcgan_mnist].
-SLOW_SMOKE = ("rnnrbm_jsb", "lapgan_mnist")
+#: on 2 cores: 603 s with them), each with the default tests that keep its claims:
+#: rnnrbm_jsb (21 s cold) — tests/models/test_rnn_rbm.py (exact sequence probabilities,
+#: padding, the bias recursions), test_experiment_rnnrbm.py (its config checks); lapgan_mnist
+#: (13 s) — tests/models/test_lapgan.py (exact pyramid, zero-residual sampling, errors);
+#: dcgan_mnist (15 s) — tests/models/test_dcgan.py (convolutions vs their definitions, init,
+#: chunked generation, errors); lapgan and dcgan share the multi-player step and driver with
+#: test_smoke[gan_mnist]; crbm_mnist (12 s) — tests/energies/test_conv_rbm.py (every
+#: conditional, the free energy and Gibbs against enumeration), test_experiment_crbm.py;
+#: diffusion_2d (11 s) — tests/models/test_diffusion.py and test_smoke[ddpm_mnist] (the same
+#: library through the driver).  Their kill-and-resume runs are in the slow suite as well.
+SLOW_SMOKE = ("rnnrbm_jsb", "lapgan_mnist", "dcgan_mnist", "crbm_mnist", "diffusion_2d")
 
 
 @pytest.mark.parametrize(
