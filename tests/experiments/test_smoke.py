@@ -153,7 +153,7 @@ RESUME = {
     # the multi-player state (a dict of parameter groups, one optimiser state each)
     "gan_mnist": "train",
     # multi-phase: killed in the first model's phase, the second retrained
-    "flow_2d": "realnvp_checkerboard",
+    "flow_mnist": "realnvp",
     # multi-phase: killed in the first walk-back phase
     "dae_2d": "wb0_gaussian_mixture",
     "ddpm_mnist": "train",
@@ -846,8 +846,13 @@ def _run_case(name: str, wd: Path):
 #: test_smoke[gan_mnist]; crbm_mnist (12 s) — tests/energies/test_conv_rbm.py (every
 #: conditional, the free energy and Gibbs against enumeration), test_experiment_crbm.py;
 #: diffusion_2d (11 s) — tests/models/test_diffusion.py and test_smoke[ddpm_mnist] (the same
-#: library through the driver).  Their kill-and-resume runs are in the slow suite as well.
-SLOW_SMOKE = ("rnnrbm_jsb", "lapgan_mnist", "dcgan_mnist", "crbm_mnist", "diffusion_2d")
+#: library through the driver); flow_2d (21 s) — tests/models/test_flows.py (inverses,
+#: Jacobians, densities integrating to 1) and test_smoke[flow_mnist] (the flows through the
+#: driver, and the family's kill-and-resume); estimator_variance (14 s) —
+#: tests/estimators/test_gradient_study.py and test_gradients.py (every estimator against
+#: exact gradients).  Their kill-and-resume runs are in the slow suite as well.
+SLOW_SMOKE = ("rnnrbm_jsb", "lapgan_mnist", "dcgan_mnist", "crbm_mnist", "diffusion_2d",
+              "flow_2d", "estimator_variance")  # fmt: skip
 
 
 @pytest.mark.parametrize(
