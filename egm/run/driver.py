@@ -305,11 +305,17 @@ class _Run:
             phase.init(m, data, jax.random.fold_in(self.keys[j]["init"], index), done[j])
             for j, m in enumerate(self.members)
         ]
-        train_data = phase.train_data(cfg, data, done[0])
-        train_data = _check_data(train_data, phase, cfg)
+        # each member's data (a phase may train on what an earlier phase of that member made)
+        datas = [phase.train_data(m, data, done[j]) for j, m in enumerate(self.members)]
+        per_member = not all(_same_tree(datas[0], x) for x in datas[1:])
+        k = n if per_member else 1
+        checked = [
+            _check_data(x, phase, m) for x, m in zip(datas[:k], self.members[:k], strict=True)
+        ]
+        train_data = sweeplib.stack(checked) if per_member else checked[0]
         step = phase.step(cfg, data, done[0])
         state = states[0] if n == 1 else sweeplib.stack(states)
-        epoch_fn, state, train_data = self.place(step, batch, state, train_data)
+        epoch_fn, state, train_data = self.place(step, batch, state, train_data, per_member)
         ckpt = Checkpointer(ckpt_dir, every=getattr(cfg, "checkpoint_every", 1))
         start = 0
         last = ckpt.latest_epoch()
@@ -377,22 +383,24 @@ class _Run:
     def _members_of(self, state: Any) -> list:
         return [state] if self.n == 1 else sweeplib.unstack(state)
 
-    def place(self, step, batch, state, train_data):
-        """jit the epoch (vmapped over the sweep) and place state and data on the devices."""
+    def place(self, step, batch, state, train_data, per_member=False):
+        """jit the epoch (vmapped over the sweep) and place state and data on the devices;
+        ``per_member``: the data has a leading sweep axis (one data set per member)."""
         from egm.train import shard
 
         epoch = make_epoch(step, batch)
         n_dev = jax.device_count()
         if self.n > 1:
             fn = (sweeplib.map_epoch if self.exp.sweep_members == "map" else sweeplib.sweep_epoch)(
-                epoch
+                epoch, per_member
             )
             if n_dev > 1:
                 mesh = shard.sweep_mesh(self.n)
+                place_data = shard.shard_sweep if per_member else shard.replicate
                 return (
-                    shard.sharded_sweep_epoch(epoch, mesh),
+                    shard.sharded_sweep_epoch(epoch, mesh, data_per_member=per_member),
                     shard.shard_sweep(state, mesh),
-                    shard.replicate(train_data, mesh),
+                    place_data(train_data, mesh),
                 )
             return jax.jit(fn, donate_argnums=0), state, train_data
         if n_dev > 1 and getattr(self.cfg, "data_parallel", False):
@@ -554,6 +562,16 @@ def provenance(experiment: Experiment, cfg: Any, sweep: dict | None = None) -> d
         "differs_from_paper": [k for k in _diff(paper, cfg) if k not in eval_only],
     }
     return out
+
+
+def _same_tree(a: Any, b: Any) -> bool:
+    """Whether two members' training data are the same (the same objects, or equal arrays)."""
+    la, ta = jax.tree_util.tree_flatten(a)
+    lb, tb = jax.tree_util.tree_flatten(b)
+    return ta == tb and all(
+        x is y or (np.shape(x) == np.shape(y) and np.array_equal(np.asarray(x), np.asarray(y)))
+        for x, y in zip(la, lb, strict=True)
+    )
 
 
 def _check_data(train_data: Any, phase: Phase, cfg: Any) -> Any:

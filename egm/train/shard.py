@@ -235,11 +235,12 @@ def data_parallel_epoch(
 
 
 def sharded_sweep_epoch(
-    epoch_fn: Callable, mesh: Mesh, *, donate: bool = True
+    epoch_fn: Callable, mesh: Mesh, *, donate: bool = True, data_per_member: bool = False
 ) -> Callable[[Any, Any, PRNGKeyArray], tuple[Any, Any]]:
     """The jitted :func:`egm.train.sweep_epoch` of ``epoch_fn`` over ``mesh`` (from
     :func:`sweep_mesh`): ``epoch(states, data, keys) -> (states, metrics)`` with states,
-    keys and per-member metrics split over the ``"sweep"`` axis and the data replicated.
+    keys and per-member metrics split over the ``"sweep"`` axis and the data replicated
+    (with ``data_per_member``: split like the states, its leading axis the sweep axis).
 
     The state comes back with the shardings it went in with, so a loop of epochs never
     moves it; the input state is donated unless ``donate=False``.  Arguments placed
@@ -249,8 +250,8 @@ def sharded_sweep_epoch(
     _axis_size(mesh, SWEEP_AXIS, "sweep_mesh")
     split, whole = NamedSharding(mesh, P(SWEEP_AXIS)), NamedSharding(mesh, P())
     return jax.jit(
-        sweep_epoch(epoch_fn),
-        in_shardings=(split, whole, split),
+        sweep_epoch(epoch_fn, data_per_member),
+        in_shardings=(split, split if data_per_member else whole, split),
         out_shardings=(split, split),
         donate_argnums=(0,) if donate else (),
     )
