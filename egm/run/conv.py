@@ -7,7 +7,9 @@ Bernoulli units in every minibatch.  The features of a digit are both layers' po
 probabilities (bottom-up inference), flattened and concatenated; a linear softmax classifier
 (multinomial logistic regression, Adam with L2 weight decay) is trained on them for each label
 setting (``clf_all``, ``clf_1000``...: the first ``n`` labelled training digits, as in the
-paper's 1k/2k/3k/5k/all-label table; the paper averages random subsets over trials).
+paper's 1k/2k/3k/5k/all-label table; the paper averages random subsets over trials), and,
+with ``pixel_baseline``, the same classifier on the raw pixels of the same split (``pix_all``,
+``pix_1000``...: the baseline the features must beat).
 
 * :class:`CDBNFields`: the fields (inherit them);
 * :func:`conv_rbm_objective`: the CD-k / PCD-k objective of one layer for
@@ -129,6 +131,9 @@ class CDBNFields(MNISTFields):
     clf_batch_size: int = field(100, check=at_least(1))
     clf_learning_rate: float = field(1e-2, check=greater_than(0), sweep=True)
     clf_weight_decay: float = field(0.1, check=at_least(0), sweep=True)
+    pixel_baseline: bool = field(True, help="also train the same classifiers on the raw pixels")
+    pixel_weight_decay: float = field(3.0, check=at_least(0),
+                                      help="the pixel classifiers' weight decay")  # fmt: skip
 
     def check(self) -> None:
         super().check()
@@ -175,7 +180,8 @@ class CDBNFields(MNISTFields):
                 f"(linear decay), momentum {self.momentum}, weight decay {self.weight_decay}, "
                 f"sparsity target {self.sparsity_target} (cost {self.sparsity_cost}); linear "
                 f"softmax classifiers: Adam lr {self.clf_learning_rate}, weight decay "
-                f"{self.clf_weight_decay}, {self.clf_epochs} epochs")  # fmt: skip
+                f"{self.clf_weight_decay} (pixels: {self.pixel_weight_decay}), "
+                f"{self.clf_epochs} epochs")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------- layers
@@ -280,27 +286,36 @@ def features(cfg: CDBNFields, d: BinarizedMNIST, done: dict, split: str,
 _FEATURES: dict[tuple, np.ndarray] = {}
 
 
-def _features_cached(cfg, d, done, split, n=None):
-    """:func:`features` standardised per feature by the mean and standard deviation (+0.01)
-    over all training digits (no labels), as the classifiers see them; computed once per
-    (parameters, config, data, split, n) in a process, so every classifier phase and the
-    evaluation share them (keyed by the parameters' bytes)."""
+def _features_cached(cfg, d, done, split, n=None, kind="cdbn"):
+    """:func:`features` (``kind="cdbn"``) or the raw pixels (``kind="pixels"``: the baseline)
+    standardised per feature by the mean and standard deviation (+0.01) over all training
+    digits (no labels), as the classifiers see them; computed once per (parameters, config,
+    data, split, n) in a process, so every classifier phase and the evaluation share them
+    (keyed by the parameters' bytes)."""
     import hashlib
 
     h = hashlib.sha1()
-    for layer in ("layer0", "layer1"):
-        for leaf in done[layer].params:
-            h.update(np.asarray(leaf).tobytes())
-    key = (h.hexdigest(), cfg.pools, d.source, d.protocol, split, n)
+    if kind == "cdbn":
+        for layer in ("layer0", "layer1"):
+            for leaf in done[layer].params:
+                h.update(np.asarray(leaf).tobytes())
+
+    def raw(split, n=None):
+        if kind == "pixels":
+            x = _images(d, split, n)
+            return x.reshape(len(x), -1)
+        return features(cfg, d, done, split, n)
+
+    key = (kind, h.hexdigest(), cfg.pools, d.source, d.protocol, split, n)
     if key not in _FEATURES:
-        if len(_FEATURES) >= 8:
+        if len(_FEATURES) >= 12:
             _FEATURES.pop(next(iter(_FEATURES)))
-        stats_key = (*key[:4], "stats")
+        stats_key = (*key[:5], "stats")
         if stats_key not in _FEATURES:  # standardisation by all training digits (no labels)
-            x = features(cfg, d, done, "train")
+            x = raw("train")
             _FEATURES[stats_key] = (x.mean(0), x.std(0) + 0.01)
         mu, sd = _FEATURES[stats_key]
-        _FEATURES[key] = (features(cfg, d, done, split, n) - mu) / sd
+        _FEATURES[key] = (raw(split, n) - mu) / sd
     return _FEATURES[key]
 
 
@@ -309,27 +324,29 @@ def linear_logits(params: dict, x: Float[Array, "B F"]) -> Float[Array, "B 10"]:
     return x @ params["W"] + params["b"]
 
 
-def classifier_phases(cfg: CDBNFields) -> list[Phase]:
+def classifier_phases(cfg: CDBNFields, kind: str = "cdbn") -> list[Phase]:
     """``clf_<n>`` per label setting: a linear softmax classifier on :func:`features` of the
-    first ``n`` training digits (``clf_all``: all of them)."""
+    first ``n`` training digits (``clf_all``: all of them); ``kind="pixels"``: ``pix_<n>``, the
+    same classifier on the raw pixels (the baseline the features must beat)."""
     from egm.train.classifier import classifier_data_check, classifier_objective
     from egm.train.optim import adam, linear_decay
     from egm.train.state import init_state, make_step
 
     def opt(c, n):
         steps = max(c.clf_epochs * (n // min(c.clf_batch_size, n)), 1)
-        return adam(c.clf_learning_rate, weight_decay=c.clf_weight_decay,
-                    lr_multiplier=linear_decay(steps))  # fmt: skip
+        decay = c.clf_weight_decay if kind == "cdbn" else c.pixel_weight_decay
+        return adam(c.clf_learning_rate, weight_decay=decay, lr_multiplier=linear_decay(steps))
 
     phases = []
+    prefix = "clf" if kind == "cdbn" else "pix"
     for name, count in cfg.label_counts():
 
         def data(c, d, done, count=count):
-            return (_features_cached(c, d, done, "train", count),
+            return (_features_cached(c, d, done, "train", count, kind),
                     np.asarray(d.labels["train"][:count]))  # fmt: skip
 
         def init(c, d, key, done, count=count):
-            x = _features_cached(c, d, done, "train", count)
+            x = _features_cached(c, d, done, "train", count, kind)
             params = {"W": jnp.zeros((x.shape[1], 10)), "b": jnp.zeros(10)}
             return init_state(params, opt(c, len(x)))
 
@@ -340,24 +357,33 @@ def classifier_phases(cfg: CDBNFields) -> list[Phase]:
         def check(c, xy):
             classifier_data_check(xy[0].shape[1], 10)(xy)
 
-        phases.append(Phase(f"clf_{name}", init, step, epochs=lambda c: c.clf_epochs,
+        phases.append(Phase(f"{prefix}_{name}", init, step, epochs=lambda c: c.clf_epochs,
                             batch_size=lambda c, count=count: min(c.clf_batch_size, count or 10**9),
                             train_data=data, data_check=check))  # fmt: skip
     return phases
 
 
 def test_errors(cfg: CDBNFields, d: BinarizedMNIST, done: dict) -> dict[str, Any]:
-    """``test_error_<setting>`` (fraction misclassified) and its binomial standard error."""
+    """``test_error_<setting>`` (fraction misclassified) and its binomial standard error,
+    ``valid_error_<setting>`` (for choices made on validation), and with ``pixel_baseline``
+    the same for the classifiers on raw pixels (``pixels_test_error_<setting>``...)."""
     from egm.train.classifier import classification_error
 
-    x = _features_cached(cfg, d, done, "test")
-    y = np.asarray(d.labels["test"])
-    out: dict[str, Any] = {"n_test": len(y), "n_features": int(x.shape[1])}
-    for name, count in cfg.label_counts():
-        err = classification_error(linear_logits, done[f"clf_{name}"].params, x, y)
-        out[f"test_error_{name}"] = err
-        out[f"test_error_{name}_stderr"] = float(np.sqrt(err * (1 - err) / len(y)))
-        out[f"n_labels_{name}"] = len(d.labels["train"][:count])
+    y = {s: np.asarray(d.labels[s]) for s in ("valid", "test")}
+    out: dict[str, Any] = {"n_test": len(y["test"])}
+    kinds = [("cdbn", "clf", "")] + ([("pixels", "pix", "pixels_")] if cfg.pixel_baseline else [])
+    for kind, prefix, tag in kinds:
+        x = {s: _features_cached(cfg, d, done, s, None, kind) for s in y}
+        if kind == "cdbn":
+            out["n_features"] = int(x["test"].shape[1])
+        for name, count in cfg.label_counts():
+            params = done[f"{prefix}_{name}"].params
+            err = classification_error(linear_logits, params, x["test"], y["test"])
+            out[f"{tag}test_error_{name}"] = err
+            out[f"{tag}test_error_{name}_stderr"] = float(np.sqrt(err * (1 - err) / len(y["test"])))
+            out[f"{tag}valid_error_{name}"] = classification_error(linear_logits, params,
+                                                                   x["valid"], y["valid"])  # fmt: skip
+            out[f"n_labels_{name}"] = len(d.labels["train"][:count])
     return out
 
 

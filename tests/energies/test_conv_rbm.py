@@ -223,22 +223,29 @@ def test_cd_gradient_is_the_tied_dense_gradient_with_sparsity():
     kd, kc, kg = jax.random.split(jax.random.key(10), 3)
     v = jax.random.bernoulli(kd, 0.5, (6, 4, 4, 1)).astype(jnp.float32)
     vc = jax.random.bernoulli(kc, 0.5, (6, 4, 4, 1)).astype(jnp.float32)
-    init = jax.jit(jax.vmap(cr.init_state, (0, None, None, 0)), static_argnums=1)
-    chains = init(jax.random.split(kc, 6), spec, params, vc)
-    cd = jax.jit(cr.cd_gradient, static_argnums=(1, 4),
-                 static_argnames=("sparsity_target", "sparsity_cost"))  # fmt: skip
-    grads, new, aux = cd(kg, spec, params, v, 1, chains, sparsity_target=0.1, sparsity_cost=0.3)
-    neg = new  # PCD: the chains come back at the negatives the gradient used
+
+    @jax.jit  # one program: the estimator and its dense reference
+    def both(v, vc):
+        chains = jax.vmap(cr.init_state, (0, None, None, 0))(jax.random.split(kc, 6), spec,
+                                                             params, vc)  # fmt: skip
+        grads, neg, aux = cr.cd_gradient(kg, spec, params, v, 1, chains, sparsity_target=0.1,
+                                         sparsity_cost=0.3)  # fmt: skip
+        # PCD: the chains come back at the negatives the gradient used
+        dense, pullback = jax.vjp(lambda p: cr.dense_equivalent(spec, p, 4), params)
+        x, xn = v.reshape(6, -1), neg.v.reshape(6, -1)
+        hx = jax.vmap(rbm.hidden_probs, (None, 0))(dense, x)
+        hn = jax.vmap(rbm.hidden_probs, (None, 0))(dense, xn)
+        g_dense = rbm.RBMParams(W=-(x.T @ hx - xn.T @ hn) / 6, b=-(x - xn).mean(0),
+                                c=-(hx - hn).mean(0))  # fmt: skip
+        (want,) = pullback(g_dense)
+        q = hx.reshape(6, 3, 3, 2).mean((0, 1, 2))
+        recon = jnp.mean(jnp.sum((neg.v - v) ** 2, (1, 2, 3)))
+        return grads, neg, aux, want, q, recon
+
+    grads, neg, aux, want, q, recon = both(v, vc)
     assert bool(jnp.all(jnp.isin(neg.v, jnp.array([0.0, 1.0]))))
     np.testing.assert_allclose(neg.h, jax.vmap(lambda x: cr.to_blocks(x, 1))(neg.h)[..., 0])
-    np.testing.assert_allclose(aux.recon_error, jnp.mean(jnp.sum((neg.v - v) ** 2, (1, 2, 3))))
-    dense, pullback = jax.vjp(lambda p: cr.dense_equivalent(spec, p, 4), params)
-    x, xn = v.reshape(6, -1), neg.v.reshape(6, -1)
-    hx = jax.vmap(rbm.hidden_probs, (None, 0))(dense, x)
-    hn = jax.vmap(rbm.hidden_probs, (None, 0))(dense, xn)
-    g_dense = rbm.RBMParams(W=-(x.T @ hx - xn.T @ hn) / 6, b=-(x - xn).mean(0), c=-(hx - hn).mean(0))  # fmt: skip
-    (want,) = pullback(g_dense)
-    q = hx.reshape(6, 3, 3, 2).mean((0, 1, 2))
+    np.testing.assert_allclose(aux.recon_error, recon)
     np.testing.assert_allclose(aux.hidden_mean, q, atol=ATOL)
     np.testing.assert_allclose(grads.W, want.W, atol=ATOL)
     np.testing.assert_allclose(grads.a, want.a, atol=ATOL)
@@ -267,19 +274,25 @@ def test_bad_input_is_refused():
 
 def test_samplers_are_exact_inverse_cdfs_of_their_uniforms():
     """`blocks_from_uniform` and `visible_from_uniform` (what `gibbs`, `sweep` and
-    `cd_gradient` draw with) are deterministic maps of u ~ U[0, 1): run over the grid
-    u_g = (g + 1/2)/G, G = 2^16, the fraction of the grid sent to each state must be its
-    probability.  Block states (n = 4 with logits up to ±80, and n = 1, the Bernoulli path
-    of pool = 1) and binary visibles are monotone in u, so each state is one interval and
-    the grid fraction is within 2/G of its length; float32 rounding of the cumulative
-    weights (relative ~1e-6) is far below that: tolerance 2/G + 1e-5.  Gaussian visibles
-    must be x + Φ^{-1}(u): Φ(v - x) = u up to the float32 rounding of 2u - 1 (6e-8) and
-    erf_inv (a few ulps): tolerance 1e-6."""
+    `cd_gradient` draw with) are deterministic maps of u; in `gibbs` and `cd_gradient` u is
+    `uniform24`: every point m·2^-24 of the 24-bit grid with probability 2^-24 (checked
+    exactly below; `sweep` uses jax.random.uniform, the 2^-23 grid).  Run over the
+    grid u_g = g/G, G = 2^16 (a sub-grid of both, so the fraction of u_g in an
+    interval [c, d) is (⌈dG⌉ - ⌈cG⌉)/G, within 1/G of d - c), the fraction sent to each state
+    must be its probability: block states (n = 4 with logits up to ±80, and n = 1, the
+    Bernoulli path of pool = 1) and binary visibles are monotone in u, so each state is one
+    interval; float32 rounding of the cumulative weights (relative ~1e-6) is far below 1/G:
+    tolerance 1/G + 1e-5 (a state whose probability were off by more than 3e-5 would fail).
+    Gaussian visibles must be x + Φ^{-1}(u): Φ(v - x) = u up to the float32 rounding of 2u - 1
+    (6e-8) and erf_inv (a few ulps): tolerance 1e-6 (u = 0, the grid's end, is clipped to the
+    float32 number next to -1 and left out)."""
     from scipy.special import ndtr
 
+    from egm import random_bits
+
     G = 2**16
-    u = (jnp.arange(G, dtype=jnp.float32) + 0.5) / G
-    tol = 2 / G + 1e-5
+    u = jnp.arange(G, dtype=jnp.float32) / G
+    tol = 1 / G + 1e-5
     rows = [[80.0, 79.0, -5.0, 0.0], [0.3, -1.2, 2.0, -0.4], [-80.0, -80.0, -80.0, -80.0],
             [2.5], [-3.0], [80.0]]  # fmt: skip
 
@@ -301,4 +314,169 @@ def test_samplers_are_exact_inverse_cdfs_of_their_uniforms():
         assert bool(ok)
         np.testing.assert_allclose(freq, want, atol=tol)
     assert abs(float(mean) - float(want_mean)) < tol
-    np.testing.assert_allclose(ndtr(np.asarray(z, np.float64)), np.asarray(u), atol=1e-6)
+    np.testing.assert_allclose(ndtr(np.asarray(z, np.float64))[1:], np.asarray(u)[1:], atol=1e-6)
+    # the uniforms themselves: exactly the top 24 bits of the generator's words times 2^-24
+    key = jax.random.key(3)
+    words = np.asarray(random_bits.bits(key, (4096,)))
+    got = np.asarray(random_bits.uniform24(key, (4096,)), np.float64)
+    np.testing.assert_array_equal(got * 2**24, (words >> 8).astype(np.float64))
+
+
+def test_random_bits_vmap_equals_loop_and_bernoulli24_is_exact():
+    """`random_bits.bits` under vmap over keys gives each key the words it draws alone (the
+    primitive's own batching rule would draw all from the first key), nested vmap too; same
+    key, same words; different keys, different words.  `bernoulli24` fires iff the top 24
+    bits m < floor(p·2^24): p = 1 always, p = 0 never, and for p = 0.3 exactly the words with
+    m < 5033164 (checked word by word, no sampling tolerance)."""
+    from egm import random_bits
+
+    keys = jax.random.split(jax.random.key(0), (2, 3))
+    looped = np.stack([[np.asarray(random_bits.bits(k, (5,))) for k in row] for row in keys])
+    vmapped = jax.jit(jax.vmap(jax.vmap(lambda k: random_bits.bits(k, (5,)))))(keys)
+    np.testing.assert_array_equal(np.asarray(vmapped), looped)
+    assert len(np.unique(looped)) == looped.size
+    key = jax.random.key(1)
+    p = jnp.array([0.0, 1.0, 0.3] * 1000, jnp.float32)
+    fired = np.asarray(random_bits.bernoulli24(key, p)).reshape(1000, 3)
+    m = (np.asarray(random_bits.bits(key, (3000,))) >> 8).reshape(1000, 3)
+    assert not fired[:, 0].any() and fired[:, 1].all()
+    np.testing.assert_array_equal(fired[:, 2], m[:, 2] < int(np.float32(0.3) * 2**24))
+
+
+@pytest.mark.slow  # default companions: test_gibbs_matches_exact_joint (gibbs's layout, pool
+# 2) and test_cd_gradient_is_the_free_energy_difference_gradient_with_pooling (C = 2, K = 3)
+def test_chains_minor_layout_equals_the_per_example_maps():
+    """`gibbs` runs in a chains-minor layout (its own correlation, full convolution and block
+    draw).  With C = 2 channels, K = 3 filters, 3x3 filters on 7x7 images (5x5 maps, pool 1)
+    and 8x8 images (6x6 maps, pool 2), those maps equal the per-example `_correlate`,
+    `_full_conv` and `blocks_from_uniform` on `to_blocks` with the same uniforms, to float32
+    rounding of sums of 18 products (1e-5); the block states exactly."""
+    params = _params(11, 3, 2, 3, 1.0)
+
+    @jax.jit
+    def both(v, h, u):
+        pool = v.shape[1] - 6  # 7 -> 1, 8 -> 2
+        logits = jax.vmap(lambda x: cr._correlate(x, params.W))(v)
+        hb, pb = cr.blocks_from_uniform(u, jax.vmap(lambda x: cr.to_blocks(x, pool))(logits))
+        hm, pm = cr._blocks_m(pool, cr._minor(logits), cr._minor(u))
+        return (
+            (cr._minor(cr._correlate_m(cr._minor(v), params.W)), logits),
+            (cr._minor(cr._full_conv_m(cr._minor(h), params.W)),
+             jax.vmap(lambda x: cr._full_conv(x, params.W))(h)),
+            (cr._minor(hm), jax.vmap(lambda x: cr.from_blocks(x, pool))(hb)),
+            (cr._minor(pm), pb),
+        )  # fmt: skip
+
+    for size, pool in ((7, 1), (8, 2)):
+        nh, n = size - 2, 4
+        kv, kh, ku = jax.random.split(jax.random.key(size), 3)
+        v = jax.random.bernoulli(kv, 0.5, (n, size, size, 2)).astype(jnp.float32)
+        h = jax.random.bernoulli(kh, 0.3, (n, nh, nh, 3)).astype(jnp.float32)
+        u = jax.random.uniform(ku, (n, nh // pool, nh // pool, 3))
+        (c, c0), (f, f0), (hm, hb), (pm, pb) = both(v, h, u)
+        np.testing.assert_allclose(c, c0, atol=ATOL)
+        np.testing.assert_allclose(f, f0, atol=ATOL)
+        np.testing.assert_array_equal(hm, hb)
+        np.testing.assert_array_equal(pm, pb)
+        assert 0 < float(pm.mean()) < 1  # the block draws are not all on or all off
+
+
+def test_cdbn_sweep_leaves_the_exact_two_layer_joint_invariant():
+    """`cdbn_sweep` of a two-layer conv DBN whose joint exp(-E₁(v, h¹) - E₂(p¹, h²)) can be
+    enumerated: a 3x3 binary image, K₁ = 2 filters 2x2 with 2x2 pooling (one block per filter,
+    25 feasible h¹, pooling units p¹ of shape 1x1x2), layer 2 on p¹ (C = 2 channels, 1x1
+    filters, K₂ = 2, no pooling: 4 states of h²), 512·25·4 = 51,200 joint states.
+
+    M = 2^15 chains start at exact draws of the joint; one sweep must leave the law exactly
+    unchanged (each of its three steps draws from an exact conditional), so the histogram of
+    the swept states is M draws from p itself: no burn-in bias.  Tolerances (tests/_stats.py):
+    TV(histogram, p) <= E-bound + McDiarmid deviation at δ = 1e-6 for the (h¹, h²) marginal
+    (100 states, where the top-down term acts) and for the full joint.  The test can fail:
+    the same sweep without the top-down input a₂ + W²∗h² (exact law computed below) moves
+    the (h¹, h²) marginal by more than 3 tolerances."""
+    s1, s2 = cr.ConvRBM(pool=2), cr.ConvRBM(pool=1)
+    P1 = _params(12, 2, 1, 2, 1.5)
+    P2 = _params(13, 1, 2, 2, 2.5)
+    hs1, codes = _feasible_hs(2, 2, 2)  # (25, 2, 2, 2)
+    ps1 = jnp.asarray((codes < 4).astype(np.float32).reshape(25, 1, 1, 2))
+    hs2 = exact.all_binary_states(2).reshape(4, 1, 1, 2)
+    vs = exact.all_binary_states(9).reshape(512, 3, 3, 1)
+
+    @jax.jit
+    def log_weights():
+        e1 = jax.vmap(lambda v: jax.vmap(lambda h: cr.energy(s1, P1, v, h))(hs1))(vs)
+        e2 = jax.vmap(lambda p: jax.vmap(lambda h: cr.energy(s2, P2, p, h))(hs2))(ps1)
+        no_top = jax.vmap(lambda v: cr.block_log_probs(cr._pooled_logits(s1, P1, v, None)))(vs)
+        return -(e1[:, :, None] + e2[None]), no_top
+
+    lw, no_top = log_weights()
+    p = np.asarray(jax.nn.softmax(lw.reshape(-1)), np.float64).reshape(512, 25, 4)
+    M = 2**15
+    idx = np.random.default_rng(0).choice(p.size, size=M, p=p.reshape(-1) / p.sum())
+    iv, ih1, ih2 = np.unravel_index(idx, p.shape)
+    st1 = cr.ConvRBMState(vs[iv], hs1[ih1], ps1[ih1])
+    st2 = cr.ConvRBMState(ps1[ih1], hs2[ih2], hs2[ih2])
+    keys = jax.random.split(jax.random.key(14), M)
+    sweep = jax.jit(jax.vmap(cr.cdbn_sweep, (0, None, None, 0)), static_argnums=1)
+    o1, o2 = sweep(keys, (s1, s2), (P1, P2), (st1, st2))
+    # indices of the swept states (block code: unit 0..3 on, 4 = off, per filter; base 5)
+    blocks = np.asarray(jax.vmap(lambda h: cr.to_blocks(h, 2))(o1.h)).reshape(M, 2, 4)
+    assert np.all(blocks.sum(-1) <= 1), "infeasible pooling state"
+    code = np.where(blocks.sum(-1) > 0, blocks.argmax(-1), 4)
+    jh1 = code[:, 0] * 5 + code[:, 1]
+    np.testing.assert_array_equal(codes[jh1], code)
+    np.testing.assert_array_equal(np.asarray(o1.p).reshape(M, 2), (code < 4).astype(np.float32))
+    np.testing.assert_array_equal(np.asarray(o2.v), np.asarray(o1.p))  # p¹ is layer 2's v
+    jv = np.asarray(o1.v.reshape(M, 9)).astype(int) @ (2 ** np.arange(8, -1, -1))
+    jh2 = np.asarray(o2.h.reshape(M, 2)).astype(int) @ np.array([2, 1])
+    hist = np.bincount((jv * 25 + jh1) * 4 + jh2, minlength=p.size) / M
+    marg = p.sum(0).reshape(-1)
+    tol = tv_tolerance(marg, M)
+    assert tv(hist.reshape(512, 100).sum(0), marg) < tol
+    assert tv(hist, p.reshape(-1)) < tv_tolerance(p.reshape(-1), M)
+    # power: without the top-down term, h¹' ~ P₀(h¹ | v) and h²' ~ P(h² | p¹(h¹')) from the
+    # exact (v, h²) marginal; the (h¹', h²') law is then Σ_v p(v) P₀(h¹'|v) P(h²'|h¹')
+    b0 = np.exp(np.asarray(no_top, np.float64)).reshape(512, 2, 5)  # [v, filter, state]
+    p0 = np.einsum("va,vb->vab", b0[:, 0], b0[:, 1])  # P₀(h¹ | v) over (code₀, code₁)
+    p_h2 = p.sum(0) / p.sum((0, 2))[:, None]  # P(h² | h¹): depends on h¹ only through p¹
+    wrong = np.einsum("v,vh,hk->hk", p.sum((1, 2)), p0.reshape(512, 25), p_h2)
+    assert tv(wrong.reshape(-1), marg) > 3 * tol
+
+
+@pytest.mark.parametrize(
+    "visible, k",
+    [("binary", 1), pytest.param("gaussian", 2, marks=pytest.mark.slow)],  # slow: the binary
+)  # case (default) keeps the claim for the shared code; Gaussian visibles differ only in
+# visible_from_uniform (test_samplers_are_exact_inverse_cdfs_of_their_uniforms) and F
+def test_cd_gradient_is_the_free_energy_difference_gradient_with_pooling(visible, k):
+    """Rao-Blackwellised PCD-k with 2x2 pooling and C = 2 channels (6x6 images, 3x3 filters,
+    K = 3, 4x4 maps): the gradient equals jax.grad of mean F(v_data) - mean F(v_neg) (the
+    free energy summed over feasible h by the block softmax, itself checked against
+    enumeration above) at the negatives the chains return, plus cost·(q - target) on b with
+    q the mean pooled-model P(h = 1 | v_data); binary (PCD-1) and Gaussian (PCD-2: the
+    k - 1 Gibbs sweeps of `gibbs` inside) visibles.  Exact up to
+    float32 rounding of sums of ~100 terms of order 1 taken in different orders (1e-5
+    absolute plus 1e-5 relative: gradients reach ~5; a wrong term is O(0.1) off)."""
+    params = _params(15, 3, 2, 3, 1.0)
+    spec = cr.ConvRBM(pool=2, visible=visible)
+    kd, kc, kg = jax.random.split(jax.random.key(16), 3)
+    v = jax.random.bernoulli(kd, 0.5, (5, 6, 6, 2)).astype(jnp.float32)
+    vc = jax.random.bernoulli(kc, 0.5, (5, 6, 6, 2)).astype(jnp.float32)
+
+    @jax.jit
+    def both(v, vc, spec=spec):
+        chains = jax.vmap(cr.init_state, (0, None, None, 0))(jax.random.split(kc, 5), spec,
+                                                             params, vc)  # fmt: skip
+        grads, new, aux = cr.cd_gradient(kg, spec, params, v, k, chains,
+                                         sparsity_target=0.1, sparsity_cost=0.3)  # fmt: skip
+        fe = jax.vmap(cr.free_energy, (None, None, 0))
+        want = jax.grad(lambda p: jnp.mean(fe(spec, p, v)) - jnp.mean(fe(spec, p, new.v)))(params)
+        q = jax.vmap(lambda x: cr.hidden_probs(spec, params, x)[0])(v).mean((0, 1, 2))
+        return grads, want, q, aux, new
+
+    grads, want, q, aux, new = both(v, vc)
+    np.testing.assert_allclose(aux.hidden_mean, q, atol=ATOL)
+    np.testing.assert_allclose(grads.W, want.W, rtol=1e-5, atol=ATOL)
+    np.testing.assert_allclose(grads.a, want.a, rtol=1e-5, atol=ATOL)
+    np.testing.assert_allclose(grads.b, want.b + 0.3 * (q - 0.1), rtol=1e-5, atol=ATOL)
+    assert bool(jax.jit(jax.vmap(lambda h: cr.feasible(spec, h)))(new.h).all())
