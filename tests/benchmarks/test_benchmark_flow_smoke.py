@@ -1,11 +1,13 @@
-"""Smoke test of experiments/benchmarks/flow_train.py (tiny sizes): a JSON line per flow with
-the protocol's keys and both likelihoods; the flowjax peer (``bench`` extra) is skipped when
-missing.  Slow: two flows from two libraries compile (~30 s on a quiet 2-core machine)."""
+"""Smoke test of experiments/benchmarks/flow_train.py (tiny sizes, 2 training seeds a side): a
+JSON line per flow with the protocol's keys, both likelihoods and their comparison over seeds;
+the flowjax peer (``bench`` extra) is skipped when missing.  Slow: two flows from two
+libraries compile (~55 s on a 2-core machine at load 4)."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 
@@ -24,3 +26,23 @@ def test_flow_train_benchmark_quick(run_quick):
         for k in ("egm_test_loglik", "peer_test_loglik"):
             assert math.isfinite(rec[k]) and rec[k] < rec["true_test_loglik"]
         assert rec["epochs"] == 2 and rec["loglik_target_met"] is None  # --quick: no verdict
+        # the comparison over seeds is its formulas (the JSON figures are rounded to 3-5
+        # significant digits: 1e-2 relative, 1e-3 absolute allowed)
+        assert rec["n_seeds"] == 2 and rec["seeds"] == [0, 1]
+        for k in ("egm", "peer"):
+            seeds = np.array(rec[f"{k}_test_loglik_seeds"])
+            assert len(seeds) == 2 and rec[f"{k}_test_loglik"] == pytest.approx(
+                seeds.mean(), abs=1e-3
+            )
+            sd = np.std(seeds, ddof=1)
+            assert rec[f"{k}_test_loglik_sd"] == pytest.approx(sd, rel=1e-2, abs=1e-3)
+            assert rec[f"{k}_test_loglik_se"] == pytest.approx(
+                sd / math.sqrt(2), rel=1e-2, abs=1e-3
+            )
+        diff = rec["egm_test_loglik"] - rec["peer_test_loglik"]
+        d_se = math.hypot(rec["egm_test_loglik_se"], rec["peer_test_loglik_se"])
+        assert rec["loglik_diff"] == pytest.approx(diff, abs=1e-3)
+        assert rec["loglik_diff_se"] == pytest.approx(d_se, rel=1e-2, abs=1e-4)
+        assert rec["loglik_diff_se_kind"] == "Welch, over seeds"
+        assert rec["welch_t"] == pytest.approx(diff / d_se, rel=2e-2, abs=1e-2)
+        assert 1.0 - 1e-3 <= rec["welch_df"] <= 2.0 + 1e-3  # Welch df of N = 2: in [N-1, 2(N-1)]
