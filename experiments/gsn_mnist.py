@@ -2,32 +2,31 @@
 
 The GSN of egm.models.gsn (Bengio et al. 2014): salt-and-pepper noise on x, tanh hidden
 layers updated bottom-up with Gaussian pre-activation noise, tied-weight Bernoulli
-``p(x | h¹)``, trained by walk-back over ``walkback`` unrolled transitions (0: 2L), Adam.
+``p(x | h¹)``, walk-back over ``walkback`` unrolled transitions (0: 2L), Adam.
 ``test_csl_loglik``: the consistent lower bound of Bengio, Yao & Cho (2013) on
-``csl_test_size`` test digits from ``csl_chains`` x ``csl_steps`` hidden states of the
-model's chain; ``--score_samples N`` adds the driver's Parzen estimate (beside the published
-deep-GSN 214 ± 1.1 nats, which was measured on grey-level test digits: ours scores binary
-ones, a different protocol) and Fréchet distance on N consecutive chain samples.
-``--discriminative true`` also trains the discriminative GSN of §20.12.1 on (x, y) and reports
-``test_error`` of p(y | x) with x clamped.
+``csl_test_size`` test digits from ``csl_chains`` x ``csl_steps`` hidden states of the chain;
+``--score_samples N`` adds the driver's Parzen estimate (the published deep-GSN 214 ± 1.1 is
+on grey test digits, ours on binary ones) and Fréchet distance of N consecutive samples.
+``--discriminative true`` adds the discriminative GSN of §20.12.1 (the chain over y, x
+clamped, trained as it classifies, noise ``disc_*``): ``test_error``, beside that of a sigmoid
+MLP of the same widths, epochs and split trained by cross-entropy (``baseline_test_error``).
 
     python experiments/gsn_mnist.py                     # default: embedded subset, ~1 min CPU
     python experiments/gsn_mnist.py --config tiny       # smoke test, seconds
-    python experiments/gsn_mnist.py --score_samples 1000 --discriminative true   # ~2 min CPU
+    python experiments/gsn_mnist.py --score_samples 1000 --discriminative true   # ~3 min CPU
     python experiments/gsn_mnist.py --config paper --source idx --data_dir ../shared/data/mnist
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from egm import eval, run, train
-from egm.models import gsn
+from egm.models import gsn, mlp
 from egm.run import directed as rd
 from egm.run.config import MNISTFields, at_least, field, greater_than, in_range
 
@@ -38,7 +37,11 @@ class Config(MNISTFields):
     level: float = field(0.4, check=in_range(0, 1), help="salt-and-pepper probability on x")
     sigma: float = field(2.0, check=at_least(0), help="sd of the hidden pre-activation noise")
     walkback: int = field(0, check=at_least(0), help="unrolled transitions (0: 2 x layers)")
-    discriminative: bool = field(False, help="also train the (x, y) GSN and report test error")
+    discriminative: bool = field(False, help="also train the p(y|x) GSN and report test error")
+    disc_level: float = field(0.1, check=in_range(0, 1), help="its salt-and-pepper level on x")
+    disc_sigma: float = field(0.5, check=at_least(0), help="its hidden noise sd")
+    disc_epochs: int = field(20, check=at_least(1), help="its epochs (and the MLP baseline's)")
+    disc_learning_rate: float = field(1e-3, check=greater_than(0))
     n_train: int = field(0, check=at_least(0), help="first n training digits (0: all)")
     epochs: int = field(10, check=at_least(1))
     batch_size: int = field(100, check=at_least(1))
@@ -54,7 +57,8 @@ class Config(MNISTFields):
 PRESETS = {
     "default": Config(),
     "tiny": Config(hidden="32", n_train=500, epochs=2, walkback=2, chain_steps=5, csl_chains=2,
-                   csl_steps=20, csl_test_size=50, classify_steps=2, workdir="runs/gsn_mnist_tiny"),
+                   csl_steps=20, csl_test_size=50, classify_steps=2, disc_epochs=2,
+                   workdir="runs/gsn_mnist_tiny"),
     # 3 layers of 1500 tanh units, noise 0.4 / sigma 2, walk-back 2L (Bengio et al. 2014, recalled)
     "paper": Config(source="auto", hidden="1500,1500,1500", epochs=500, chain_steps=100,
                     csl_steps=10000, csl_test_size=10000, workdir="runs/gsn_mnist_paper"),
@@ -62,34 +66,34 @@ PRESETS = {
 
 
 def model(cfg: Config, k: int = 0) -> gsn.GSN:
-    return gsn.GSN(784, rd.sizes(cfg.hidden), cfg.level, cfg.sigma, k).check()
+    noise = (cfg.disc_level, cfg.disc_sigma) if k else (cfg.level, cfg.sigma)
+    return gsn.GSN(784, rd.sizes(cfg.hidden), *noise, k).check()
 
 
-def steps(cfg: Config) -> int:
-    return cfg.walkback or 2 * len(rd.sizes(cfg.hidden))
+steps = lambda cfg: cfg.walkback or 2 * len(rd.sizes(cfg.hidden))  # noqa: E731  (walk-back)
+baseline = lambda cfg: mlp.MLP(rd.sizes(cfg.hidden), 10)  # noqa: E731
 
 
 def phase(name: str, k: int) -> run.Phase:
+    """The GSN (k = 0), the discriminative GSN (k = 10) or the MLP baseline (k = -1)."""
+    lr = lambda cfg: cfg.disc_learning_rate if k else cfg.learning_rate  # noqa: E731
+
     def init(cfg, d, key, done):
-        p = gsn.init_params(key, model(cfg, k), np.mean(d.binary["train"], 0))
-        return train.init_state(p, train.adam(cfg.learning_rate))
+        p = baseline(cfg).init(key, d.train[:1])["params"] if k < 0 else gsn.init_params(
+            key, model(cfg, k), np.mean(d.binary["train"], 0))  # fmt: skip
+        return train.init_state(p, train.adam(lr(cfg)))
 
     def step(cfg, d, done):
-        m, n = model(cfg, k), steps(cfg)
-        loss = (lambda p, b, key: gsn.walkback_loss(key, m, p, b[0], n, b[1])) if k else \
-            (lambda p, x, key: gsn.walkback_loss(key, m, p, x, n))  # fmt: skip
-        return train.make_step(train.loss_objective(loss, has_aux=True),
-                               train.adam(cfg.learning_rate))  # fmt: skip
+        m, n, f = model(cfg, max(k, 0)), steps(cfg), baseline(cfg).apply
+        wb = lambda p, b, key: gsn.walkback_loss(key, m, p, *((b[0], n, b[1]) if k else (b, n)))  # noqa: E731
+        obj = train.classifier_objective(lambda p, x: f({"params": p}, x)) if k < 0 else \
+            train.loss_objective(wb, has_aux=True)  # fmt: skip
+        return train.make_step(obj, train.adam(lr(cfg)))
 
     data = (lambda cfg, d, done: (d.train, d.labels["train"][: len(d.train)])) if k else \
         (lambda cfg, d, done: d.train)  # fmt: skip
-    return run.Phase(name, init, step, train_data=data,
-                     data_check=None if k else rd.unit_interval_data)  # fmt: skip
-
-
-@functools.partial(jax.jit, static_argnums=(1, 4, 5))
-def _chain(key, m, p, x0, n_steps, keep):
-    return gsn.sample_chain(key, m, p, x0, n_steps, keep_every=keep)
+    return run.Phase(name, init, step, train_data=data, epochs=lambda c: c.disc_epochs if k
+                     else c.epochs, data_check=None if k else rd.unit_interval_data)  # fmt: skip
 
 
 def evaluate(cfg: Config, d, done, key) -> dict:
@@ -105,40 +109,35 @@ def evaluate(cfg: Config, d, done, key) -> dict:
         "a lower bound in expectation, consistent as the states -> infinity")  # fmt: skip
     out = {"test_csl_loglik": rec, "walkback_steps": steps(cfg), "n_train": len(d.train)}
     if cfg.discriminative:
-        md, pd = model(cfg, 10), done["discriminative"].params
-        xt = jnp.asarray(d.binary["test"])
+        md, pd, xt, yt = model(cfg, 10), done["discriminative"].params, d.binary["test"], \
+            d.labels["test"]  # fmt: skip
         probs = jax.jit(lambda k: gsn.classify(k, md, pd, xt, cfg.classify_steps))(k_cls)
-        out["test_error"] = float(np.mean(np.argmax(np.asarray(probs), 1) != d.labels["test"]))
+        out["test_error"] = float(np.mean(np.argmax(np.asarray(probs), 1) != yt))
+        out["baseline_test_error"] = train.classification_error(lambda p, x: baseline(cfg).apply(
+            {"params": p}, x), done["baseline"].params, xt, yt)  # fmt: skip
     return out
 
 
 def sample(cfg: Config, d, done, key, n: int):
-    """``n`` binary digits: consecutive states of ``min(n, 100)`` chains from coin flips after
-    ``chain_steps`` transitions (Bengio et al. used consecutive states of one chain)."""
-    m, p = model(cfg), done["gsn"].params
-    c = min(n, 100)
-    k0, k1, k2 = jax.random.split(key, 3)
-    x0 = jax.random.bernoulli(k0, 0.5, (c, 784)).astype(jnp.float32)
-    x0 = _chain(k1, m, p, x0, cfg.chain_steps, cfg.chain_steps).x[-1]
-    xs = _chain(k2, m, p, x0, -(-n // c), 1).x  # (steps, c, 784)
-    return np.asarray(jnp.swapaxes(xs, 0, 1).reshape(-1, 784)[:n])
+    """``n`` binary digits (gsn.sample_states after ``chain_steps`` transitions)."""
+    draw = jax.jit(gsn.sample_states, static_argnums=(1, 3, 4))
+    return np.asarray(draw(key, model(cfg), done["gsn"].params, n, cfg.chain_steps))
 
 
 def pictures(cfg: Config, d, done, key) -> dict:
-    m, p = model(cfg), done["gsn"].params
-    k0, k1 = jax.random.split(key)
+    m, p, every, (k0, k1) = model(cfg), done["gsn"].params, max(1, cfg.chain_steps // 10), \
+        jax.random.split(key)  # fmt: skip
     x0 = jax.random.bernoulli(k0, 0.5, (8, 784)).astype(jnp.float32)
-    every = max(1, cfg.chain_steps // 10)
-    means = _chain(k1, m, p, x0, 10 * every, every).mean  # (10, 8, 784)
-    return {"samples.png": (rd.digit_grid(np.swapaxes(np.asarray(means), 0, 1), 10),
+    chain = jax.jit(lambda k: gsn.sample_chain(k, m, p, x0, 10 * every, keep_every=every))
+    return {"samples.png": (rd.digit_grid(np.swapaxes(np.asarray(chain(k1).mean), 0, 1), 10),
                             f"GSN chains (rows) every {every} transitions: p(x|h)")}  # fmt: skip
 
 
 EXPERIMENT = run.Experiment(
     name="gsn_mnist", presets=PRESETS, evaluate=evaluate, pictures=pictures, sample=sample,
     load=lambda c: rd.load_mnist(c, n_train=c.n_train),
-    phases=lambda c: [phase("gsn", 0)] + ([phase("discriminative", 10)] if c.discriminative
-                                          else []),  # fmt: skip
+    phases=lambda c: [phase("gsn", 0)] + ([phase("discriminative", 10), phase("baseline", -1)]
+                                          if c.discriminative else []),  # fmt: skip
     published=lambda c: {"parzen_test": "gsn_parzen"},
     describe=lambda c: {"model": f"GSN 784-{c.hidden} tanh, salt-and-pepper {c.level}, hidden "
                         f"noise sd {c.sigma}, tied Bernoulli p(x|h1); walk-back over {steps(c)} "

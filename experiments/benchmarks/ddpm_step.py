@@ -11,12 +11,15 @@ error) with T = 1000 and the linear schedule, Adam (lr 2e-4), batch 128, digits 
 
 * egm: :func:`egm.models.diffusion.make_loss` with :func:`egm.train.loss_objective`,
   :func:`egm.train.adam` and :func:`egm.models.diffusion.with_ema` (EMA 0.9999 updated every
-  step, as in training), one call = one jitted ``lax.scan`` over the minibatches (donated).
+  step, as ddpm_mnist trains), one call = one jitted ``lax.scan`` over the minibatches
+  (donated).
 * PyTorch: the same layers as ``torch.nn`` modules, the same loss and Adam, an EMA of the
   weights updated every step (``torch._foreach_lerp_``), in a plain loop over shuffled
   minibatches (``torch.randint`` steps, ``torch.randn`` noise).
 
 Throughput in training examples per second; ratio = egm / torch.  Target: >= 1.5x.
+``gemm_bound_fraction``: the seconds of egm's matrix products alone (same shapes, a jitted scan
+of the same length, no random draws or elementwise work) over egm's seconds.
 """
 
 from __future__ import annotations
@@ -60,9 +63,9 @@ def make_egm(x, hidden, steps, batch_size, seed):
     sched = dm.make_schedule(dm.linear_betas(steps))
     k_init, k_epochs = jax.random.split(jax.random.key(seed))
     p = net.init(k_init, jnp.asarray(x[:batch_size]), jnp.zeros(batch_size, jnp.int32))["params"]
+    objective = train.loss_objective(dm.make_loss(dm.eps_fn_of(net), sched), has_aux=True)
     opt = train.adam(LR)
-    loss = dm.make_loss(dm.eps_fn_of(net), sched)
-    step = dm.with_ema(train.make_step(train.loss_objective(loss, has_aux=True), opt), EMA)
+    step = dm.with_ema(train.make_step(objective, opt), EMA)
     epoch = jax.jit(train.make_epoch(step, batch_size), donate_argnums=0)
     X = jnp.asarray(x)
     box = {"state": dm.init_ema_state(p, opt), "i": 0}
@@ -156,6 +159,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with _bench.rng_mode():
         egm_go, compiled, n_params = make_egm(x, H, T, B, a.seed)
         contenders = {"egm": egm_go}
+        bound = _bench.make_gemm_bound(_bench.hlo_products(compiled), N // B)
+        contenders["gemm_bound"] = bound.go
         if not skipped:
             import torch
 
@@ -179,6 +184,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         extra["torch"], extra["torch_threads"] = torch.__version__, torch.get_num_threads()
     if skipped:
         extra["skipped"] = skipped
+    extra.update(bound.record(med["gemm_bound"], med["egm"]))
     rec = _bench.rate_line(
         f"ddpm_train_step_mnist_mlp{'-'.join(map(str, H))}_b{B}", egm=N / med["egm"],
         peer="PyTorch (same EpsMLP, L_simple, Adam, EMA)" if "peer" in med else "none",

@@ -122,6 +122,50 @@ def test_csl_estimate_is_consistent_with_the_chain_marginal():
     assert np.all(z < Z), z
 
 
+def test_discriminative_walkback_is_the_clamped_label_chain_in_expectation():
+    """The discriminative GSN's walk-back loss (no corruption, σ = 0, one layer, K = 3) is
+    the conditional chain over y with x clamped: step 1 from the uniform label state,
+    ``h_1 = tanh(x W + b + ū V)``, ``p_1 = softmax(h_1 Vᵀ + d)``; step 2 from the drawn label
+    ``s ~ p_1``, ``h_2(s) = tanh(x W + b + e_s V)`` with the *data* x.  So 1 step is a
+    deterministic closed form (float32 vs float64: rtol 1e-5), and 2 steps have the exact
+    expectation ``[w c_1 + l_1 + Σ_s p_1(s) (w c_2(s) + l_2(s))] / 2`` per example (c: −log
+    p(x | h), l: −log p(y | h), w = recon_weight) and variance ``Var_{p_1}[(w c_2 + l_2)/2]``:
+    the loss over M = 3000 copies of 4 (x, y) pairs is within z = 5 standard errors
+    (Σ var / N²)^(1/2), N = 4M.  A chain that resampled x instead would move h_2 and the
+    expectation."""
+    m = gsn.GSN(D, (4,), level=0.0, sigma=0.0, n_classes=3).check()
+    p = gsn.init_params(jax.random.key(7), m)
+    p["W"], p["V"] = [2.0 * p["W"][0]], 3.0 * p["V"]
+    p["b"], p["c"] = [jnp.linspace(-1, 1, 4)], jnp.array([0.3, -0.5, 0.1])
+    p["d"] = jnp.array([0.2, 0.0, -0.4])
+    x = STATES[[1, 3, 4, 6]]
+    y = np.array([0, 2, 1, 2])
+    W, b, V, c, d = (np.asarray(a, np.float64) for a in (p["W"][0], p["b"][0], p["V"], p["c"],
+                                                         p["d"]))  # fmt: skip
+
+    def terms(y_in):  # (c(x|h), l(y|h), p(.|h)) per pair for label input rows y_in
+        h = np.tanh(x @ W + b + y_in @ V)
+        lx = h @ W.T + c
+        cx = -np.sum(x * -np.logaddexp(0, -lx) + (1 - x) * -np.logaddexp(0, lx), 1)
+        ly = h @ V.T + d
+        logp = ly - np.logaddexp.reduce(ly, 1, keepdims=True)
+        return cx, -logp[np.arange(4), y], np.exp(logp)
+
+    w = 0.5
+    c1, l1, p1 = terms(np.full((4, 3), 1 / 3))
+    M = 3000
+    xs, ys = jnp.asarray(np.tile(x, (M, 1))), np.tile(y, M)
+    loss1, loss2 = jax.jit(lambda k: [gsn.walkback_loss(k, m, p, xs, n, ys, recon_weight=w)[0]
+                                      for n in (1, 2)])(jax.random.key(1))  # fmt: skip
+    assert float(loss1) == pytest.approx(np.mean(w * c1 + l1), rel=1e-5)
+    step2 = np.stack([w * terms(np.eye(3)[[s] * 4])[0] + terms(np.eye(3)[[s] * 4])[1]
+                      for s in range(3)], 1)  # fmt: skip
+    mean = (w * c1 + l1 + np.sum(p1 * step2, 1)) / 2
+    var = np.sum(p1 * (step2 / 2) ** 2, 1) - np.sum(p1 * step2 / 2, 1) ** 2
+    se = math.sqrt(M * var.sum()) / (4 * M)
+    assert abs(float(loss2) - mean.mean()) / se < Z
+
+
 @pytest.mark.slow
 def test_discriminative_gsn_trains_to_a_label_and_keeps_x_clamped():
     """A discriminative GSN on 2 clusters (x = 1111 → y = 0, 0000 → y = 1, 4 units): after
