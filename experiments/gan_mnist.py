@@ -10,6 +10,7 @@ code states it (egm.models.gan), ``default``: smaller nets and Adam on the embed
 published 225 ± 2 nats...; mean ± sd over a sweep).  ``test_mmd2``: unbiased MMD² of
 ``eval_size`` samples vs as many test digits, beside ``test_mmd2_floor`` (training digits);
 ``discriminator_won``: collapse (mean d > 0.99 on test digits, < 0.01 on samples).
+``--decoder_ais_temps K``: Wu et al.'s AIS log-density with p(x|z) = N(g(z), σ²I), σ on valid.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from egm import data, eval, run, train
 from egm.errors import ConfigError
 from egm.estimators import mmd
 from egm.models import gan
+from egm.run import directed as rd
 from egm.run.config import MNISTFields, at_least, field, greater_than, in_range, one_of
 
 
@@ -32,7 +34,7 @@ def _widths(s: str) -> tuple[int, ...]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(MNISTFields):
+class Config(MNISTFields, rd.DecoderAISFields):
     latent_dim: int = field(100, check=at_least(1))
     gen_hidden: str = field("1200,1200", help="generator widths (ReLU)")
     disc_units: str = field("240,240", help="maxout units per discriminator layer")
@@ -51,7 +53,7 @@ class Config(MNISTFields):
     workdir: str = field("runs/gan_mnist", eval_only=True)
 
     def check(self) -> None:
-        super().check()
+        super().check(), rd.DecoderAISFields.check(self)
         if not all(
             w.isdigit() and int(w) > 0 for w in f"{self.gen_hidden},{self.disc_units}".split(",")
         ):
@@ -115,7 +117,8 @@ def evaluate(cfg: Config, d, done, key) -> dict:
     disc = nets(cfg)[1]
     d_real, d_fake = (jax.nn.sigmoid(disc.apply({"params": p["disc"]}, a)) for a in (test, x))
     won = bool(jnp.mean(d_real) > 0.99 and jnp.mean(d_fake) < 0.01)
-    return {
+    g = gan.latent_fn(nets(cfg)[0], p["gen"])
+    return {**rd.generator_ais(cfg, d, g, cfg.latent_dim, key),
         **mmd.mmd2_with_floor(x, test, d.train),
         "d_on_test": float(jnp.mean(d_real)), "d_on_samples": float(jnp.mean(d_fake)),
         "discriminator_won": won, "n_train": len(d.train),

@@ -8,7 +8,8 @@ digits, kernel variances σ² {2, 5, 10, 20, 40, 80}, SGD lr 2, momentum 0.9 (lr
 encoder layers' inputs, cross-entropy, SGD lr 0.1, batch 100, 3000 updates (their layer-wise
 pretraining left out), then the generator 10-64-256-256-1024-32 on the codes, one kernel σ² = 1,
 samples decoded; Parzen 282 ± 2 nats.  ``test_mmd2``: unbiased MMD² of ``eval_size`` (decoded)
-samples vs as many test digits, data kernels; ``code_test_mmd2``: on codes, code kernels.
+samples vs as many test digits, data kernels; ``code_test_mmd2``: on codes, code kernels;
+``--decoder_ais_temps K``: Wu et al.'s AIS log-density with p(x|z) = N(g(z), σ²I).
 
     python experiments/gmmn_mnist.py [--config code|tiny]    # embedded subset; code: GMMN+AE
     python experiments/gmmn_mnist.py --config paper[_code] --data_dir ../shared/data/mnist
@@ -23,13 +24,14 @@ import numpy as np
 from egm import data, eval, run, train
 from egm.estimators import mmd
 from egm.models import gan
+from egm.run import directed as rd
 from egm.run.config import MNISTFields, at_least, field, greater_than, in_range, one_of
 
 nums = mmd.positive_numbers
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(MNISTFields):
+class Config(MNISTFields, rd.DecoderAISFields):
     space: str = field("data", check=one_of("data", "code"), help="code: GMMN+AE")
     latent_dim: int = field(10, check=at_least(1))
     gen_hidden: str = field("64,256,256,1024", help="generator widths (ReLU)")
@@ -52,7 +54,7 @@ class Config(MNISTFields):
     workdir: str = field("runs/gmmn_mnist", eval_only=True)
 
     def check(self) -> None:
-        super().check()
+        super().check(), rd.DecoderAISFields.check(self)
         nums(self.gen_hidden, int), mmd.check_bandwidths(self.bandwidths), self.autoencoder
 
     @property
@@ -70,20 +72,17 @@ _ADAM = dict(optimizer="adam", learning_rate=1e-3, batch_size=200, ae_learning_r
 PRESETS = {
     # Li et al.'s SGD (lr 2) stays flat for 1200 updates, Adam does not (BUILD_NOTES.md, "GMMN")
     "default": Config(**_ADAM, epochs=60),
-    "code": Config(**_ADAM, space="code", epochs=60, ae_epochs=20,
-                   workdir="runs/gmmn_mnist_code"),
+    "code": Config(**_ADAM, space="code", epochs=60, ae_epochs=20, workdir="runs/gmmn_mnist_code"),
     "tiny": Config(**_ADAM, latent_dim=4, gen_hidden="16", epochs=2, eval_size=100,
                    n_samples=16, progress=False, workdir="runs/gmmn_mnist_tiny"),
     "paper": Config(source="auto", epochs=800, workdir="runs/gmmn_mnist_paper"),
-    "paper_code": Config(source="auto", space="code", epochs=800,
-                         workdir="runs/gmmn_mnist_paper_code"),
+    "paper_code": Config(source="auto", space="code", epochs=800, workdir="runs/gmmn_mnist_paper_code"),
 }  # fmt: skip
 
 
 def generator(cfg: Config) -> gan.MLPGenerator:
-    out = 784 if cfg.space == "data" else cfg.autoencoder.code_dim
-    return gan.MLPGenerator(cfg.latent_dim, nums(cfg.gen_hidden, int), out, "relu", "sigmoid",
-                            "uniform", 0.0).check()  # fmt: skip
+    return gan.MLPGenerator(cfg.latent_dim, nums(cfg.gen_hidden, int), 784 if cfg.space == "data"
+                            else cfg.autoencoder.code_dim, "relu", "sigmoid", "uniform", 0.0).check()  # fmt: skip
 
 
 def optimizer(cfg: Config, ae: bool = False):  # Li et al.'s SGD or Adam
@@ -121,11 +120,12 @@ def draw(cfg: Config, done, key, n: int):  # (codes or digits, digits)
 
 def evaluate(cfg: Config, d, done, key) -> dict:
     (h, x), test = draw(cfg, done, key, cfg.eval_size), d.splits["test"]
-    code = {} if cfg.space == "data" else mmd.code_space_report(
-        cfg.autoencoder, done["autoencoder"].params, h, test, d.train, cfg.bandwidths)  # fmt: skip
+    ae = () if cfg.space == "data" else (mmd.decode, done["autoencoder"].params)
+    code = ae and mmd.code_space_report(cfg.autoencoder, ae[1], h, test, d.train, cfg.bandwidths)
+    g = gan.latent_fn(generator(cfg), done["train"].params, *ae)  # digits, for decoder AIS
     return {**mmd.mmd2_with_floor(x, test, d.train, tuple(np.sqrt(nums(cfg.kernel_variances)))),
-            **code, "n_train": len(d.train),
-            "updates": cfg.epochs * (len(d.train) // cfg.batch_size)}  # fmt: skip
+            **(code or {}), **rd.generator_ais(cfg, d, g, cfg.latent_dim, key),
+            "n_train": len(d.train), "updates": cfg.epochs * (len(d.train) // cfg.batch_size)}  # fmt: skip
 
 
 def describe(cfg: Config) -> dict:

@@ -32,6 +32,7 @@ Modules are Flax Linen used as pure ``(apply_fn, params)`` pairs; a GAN's params
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.tree_util import Partial
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from egm.errors import ConfigError, DataError
@@ -58,6 +60,7 @@ __all__ = [
     "init_discriminator",
     "init_generator",
     "interpolation_path",
+    "latent_fn",
     "sample",
 ]
 
@@ -201,6 +204,28 @@ def init_discriminator(key: PRNGKeyArray, disc: MaxoutDiscriminator, x_dim: int 
 def sample(key: PRNGKeyArray, gen: MLPGenerator, params: dict, n: int) -> Float[Array, "n x"]:
     """``n`` samples ``g(z)``, ``z ~ p(z)`` (grey levels for a sigmoid output)."""
     return gen.apply({"params": params}, gen.noise(key, n))
+
+
+def latent_fn(
+    gen: MLPGenerator,
+    params: dict,
+    then: Callable[[Any, Array], Array] | None = None,
+    then_params: Any = None,
+) -> Partial:
+    """``u -> g(z(u))`` for one ``u ~ N(0, I)`` (then ``then(then_params, ·)``, e.g. a
+    GMMN+AE's decoder), as a ``Partial`` of the parameters: the generator network that
+    :func:`egm.eval.directed.generator_report` turns into a likelihood, whose AIS anneals from
+    a ``N(0, I)`` prior.  ``z(u) = u`` for ``latent="gaussian"``; for ``"uniform"``
+    ``z(u) = 2 Φ(u) - 1 = erf(u / √2) ~ U[-1, 1]`` elementwise, so ``p(x)`` is unchanged (a
+    change of variables in the prior: no Jacobian enters the likelihood)."""
+    gen.check()
+    return Partial(functools.partial(_one_latent, gen, then), params, then_params)
+
+
+def _one_latent(gen, then, params, then_params, u):
+    z = jax.scipy.special.erf(u / math.sqrt(2.0)) if gen.latent == "uniform" else u
+    out = gen.apply({"params": params}, z[None])
+    return (out if then is None else then(then_params, out))[0]
 
 
 def discriminator_loss(

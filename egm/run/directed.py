@@ -33,7 +33,7 @@ from egm.data.binarized import BinarizedMNIST, load_binarized_mnist
 from egm.data.mnist import load_mnist as _load_mnist
 from egm.data.validate import check_binary, check_shape, check_unit_interval
 from egm.errors import ConfigError
-from egm.eval.directed import DecoderAIS
+from egm.eval.directed import DecoderAIS, generator_report
 from egm.eval.visualize import tile_images
 from egm.run.config import at_least, field
 from egm.run.driver import Phase
@@ -47,6 +47,7 @@ __all__ = [
     "choices_ok",
     "digit_grid",
     "due",
+    "generator_ais",
     "loss_phase",
     "load_mnist",
     "per_model",
@@ -85,6 +86,22 @@ class DecoderAISFields:
     def decoder_ais(self) -> DecoderAIS:
         return DecoderAIS(self.decoder_ais_temps, self.decoder_ais_chains,
                           self.decoder_ais_size, self.bdmc_examples)  # fmt: skip
+
+
+def generator_ais(
+    cfg: DecoderAISFields, d: Any, generator_fn: Callable, latent_dim: int, key: Any
+) -> dict[str, Any]:
+    """``{}`` unless ``--decoder_ais_temps K``; then the log-density of the grey test digits
+    of ``d`` (an :class:`egm.data.GreyMNIST`) under a generator network with a Gaussian
+    observation model, σ chosen on the validation digits (Wu et al. 2017;
+    :func:`egm.eval.directed.generator_report`, ``generator_fn(z)`` for one ``z ~ N(0, I)``),
+    with BDMC on ``--bdmc_examples`` simulated digits.  ``key``: the caller's evaluation key
+    (the AIS runs use ``fold_in(key, 1)``)."""
+    if not cfg.decoder_ais_temps:
+        return {}
+    return generator_report(jax.random.fold_in(key, 1), generator_fn, latent_dim, d.splits["valid"], d.splits["test"],
+                            cfg.decoder_ais(), dataset=d.source, split="test",
+                            protocol=d.protocol)  # fmt: skip
 
 
 def record_fields(d: Any, split: str = "test") -> dict[str, str]:

@@ -21,6 +21,8 @@ from egm.run import config as cfglib
         ("gan_mnist", ["--input_keep", "0"], "input_keep"),
         ("gmmn_mnist", ["--kernel_variances", "2,0"], "> 0"),
         ("gmmn_mnist", ["--latent_dim", "0"], "latent_dim"),
+        ("gan_mnist", ["--bdmc_examples", "3"], "decoder_ais_temps"),
+        ("gmmn_mnist", ["--bdmc_examples", "3"], "decoder_ais_temps"),
     ],
 )
 def test_bad_configs(name, args, match):

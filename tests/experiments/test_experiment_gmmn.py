@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 from _experiments import load_experiment
 
 from egm import run
 from egm.errors import ConfigError
+from egm.eval.directed import GENERATOR_SIGMAS
 from egm.run import config as cfglib
 
 
@@ -47,11 +49,19 @@ def test_code_space_kernels_and_published_figure():
 def test_gmmn_ae_tiny_run(tmp_path):
     """A tiny GMMN+AE run: one metrics line per epoch of each phase in order, the code-space
     MMD² above its floor after 2 epochs, a positive reconstruction cross-entropy below that of
-    the all-0.5 reconstruction (784 log 2 = 543 nats), and samples in [0, 1]."""
+    the all-0.5 reconstruction (784 log 2 = 543 nats), and samples in [0, 1].  Decoder AIS
+    through the uniform latent and the decoder (Wu et al.'s protocol; its exactness is
+    tests/eval/test_directed.py's): a finite lower-bound record with σ on the grid."""
     mod = load_experiment("gmmn_mnist")
     cfg = dataclasses.replace(mod.PRESETS["tiny"], space="code", ae_hidden="32,4",
-                              ae_epochs=2, workdir=str(tmp_path))  # fmt: skip
+                              ae_epochs=2, workdir=str(tmp_path), decoder_ais_temps=5,
+                              decoder_ais_chains=2, decoder_ais_size=4)  # fmt: skip
     res = run.run(mod.EXPERIMENT, cfg)
+    rec = res["test_loglik_decoder_ais"]
+    assert (
+        rec["bound"] == "lower" and np.isfinite(rec["value"]) and rec["counts"]["temperatures"] == 5
+    )
+    assert res["decoder_ais_sigma"] in GENERATOR_SIGMAS
     assert res["code_test_mmd2"] > res["code_test_mmd2_floor"]
     assert 0 < res["autoencoder_test_cross_entropy_nats"] < 543.0
     assert res["published"]["parzen_test"]["value"] == 282.0

@@ -178,3 +178,20 @@ def test_bad_input():
         gan.MaxoutDiscriminator(input_keep=0.0).check()
     with pytest.raises(DataError, match="pixel_mean"):
         gan.init_generator(jax.random.key(0), g, np.zeros(5))
+
+
+def test_latent_fn_maps_a_normal_prior_onto_the_generators_noise():
+    """``latent_fn`` turns ``u ~ N(0, I)`` into the generator's own noise, checked through an
+    identity generator on the normal quantiles ``u = Φ⁻¹(q)``: ``z = u`` for a Gaussian
+    latent and ``z = 2q - 1`` for a uniform one, to float32 erf accuracy (1e-6) — so
+    ``U[-1, 1]`` exactly in distribution; ``then(then_params, g(z))`` is applied after."""
+    from scipy import stats
+
+    q = np.linspace(0.01, 0.99, 4)
+    u = jnp.asarray(stats.norm.ppf(q), jnp.float32)
+    p = {"output": {"kernel": jnp.eye(4), "bias": jnp.zeros(4)}}
+    ident = lambda latent: gan.MLPGenerator(4, (), 4, output="linear", latent=latent)  # noqa: E731
+    np.testing.assert_allclose(gan.latent_fn(ident("uniform"), p)(u), 2 * q - 1, atol=1e-6)
+    np.testing.assert_allclose(gan.latent_fn(ident("gaussian"), p)(u), u, atol=1e-6)
+    twice = gan.latent_fn(ident("gaussian"), p, lambda s, h: s * h, 2.0)
+    np.testing.assert_allclose(twice(u), 2 * np.asarray(u), atol=1e-6)
