@@ -172,3 +172,19 @@ def test_checkerboard_samples_and_density() -> None:
         np.asarray(log_density_checkerboard(pts)),
         [-np.log(8), -np.inf, -np.inf, -np.log(8), -np.log(8)],
     )
+
+
+def test_ring_mode_coverage_counts_by_hand():
+    """Hand-placed points on the ring of 8 (radius 2, sd 0.05): 40 at mode 0, 40 at mode 2
+    (within 3 sd: 0.1 off the mean), 20 far from every mode.  High quality 80/100; a mode is
+    covered with >= 0.008 x 100 = 0.8 of its samples: modes 0 and 2; the high-quality shares
+    (1/2, 1/2, 0 x 6) are 1/2 - 1/8 = 3/8 off uniform at each of the two, TV = 3/4."""
+    from egm.data import toy
+
+    m0, m2 = np.array([2.0, 0.0]), np.array([0.0, 2.0])
+    x = np.concatenate([np.tile(m0 + [0.1, 0.0], (40, 1)), np.tile(m2, (40, 1)),
+                        np.zeros((20, 2))])  # fmt: skip
+    got = toy.ring_mode_coverage(x)
+    assert got == {"modes_covered": 2.0, "high_quality_fraction": 0.8, "mode_weight_tv": 0.75}
+    with pytest.raises(ConfigError, match=r"\(n, 2\)"):
+        toy.ring_mode_coverage(np.zeros((3, 3)))

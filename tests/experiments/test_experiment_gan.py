@@ -22,6 +22,9 @@ from egm.run import config as cfglib
         ("gmmn_mnist", ["--kernel_variances", "2,0"], "> 0"),
         ("gmmn_mnist", ["--latent_dim", "0"], "latent_dim"),
         ("gan_mnist", ["--bdmc_examples", "3"], "decoder_ais_temps"),
+        ("gan_2d", ["--gen_hidden", "16,0"], "> 0"),
+        ("gan_2d", ["--datasets", "moons"], "datasets"),
+        ("gan_2d", ["--loss", "hinge"], "loss"),
         ("gmmn_mnist", ["--bdmc_examples", "3"], "decoder_ais_temps"),
     ],
 )

@@ -108,6 +108,7 @@ CASES: dict[str, Case] = {
     "flow_2d": Case("flow_2d", pngs=("densities.png",)),
     "flow_mnist": Case("flow_mnist", pngs=("realnvp_samples.png", "maf2_samples.png")),
     "gmmn_2d": Case("gmmn_2d", pngs=("densities.png",)),
+    "gan_2d": Case("gan_2d", pngs=("densities.png",)),
     "lapgan_mnist": Case("lapgan_mnist", pngs=("samples.png", "coarse_to_fine.png")),
     "dcgan_mnist": Case("dcgan_mnist",
                         pngs=("samples.png", "interpolation.png", "arithmetic.png")),
@@ -131,7 +132,7 @@ FAMILIES = {
     "VAE": ("vae_mnist", "draw_mnist", "gumbel_vae_mnist"),
     "real-valued": ("grbm_patches", "grbm_mnist", "mcrbm_patches", "mpot_patches",
                     "ssrbm_patches"),
-    "implicit": ("gan_mnist", "gmmn_mnist", "gmmn_2d", "dcgan_mnist", "lapgan_mnist"),
+    "implicit": ("gan_mnist", "gmmn_mnist", "gmmn_2d", "gan_2d", "dcgan_mnist", "lapgan_mnist"),
     "flows": ("flow_2d", "flow_mnist"),
     "ABC": ("abc_conjugate",),
     "other BMs": ("drbm_mnist", "gated_rbm_shifts"),
@@ -523,6 +524,18 @@ def _check_gmmn_2d(res, cfg, wd, mod):
     assert _phases(wd) == [("checkerboard", 0), ("checkerboard", 1)]
 
 
+def _check_gan_2d(res, cfg, wd, mod):
+    """The ring GAN after 2 tiny epochs: both players' metrics every epoch, the mode-coverage
+    figures in their ranges, and samples still far from the data (test MMD² above its floor
+    by 0.1, ~6 sd of the floor's O(B/n) noise as for gmmn_2d)."""
+    g = "gaussian_mixture"
+    assert res[f"{g}_test_mmd2"] > res[f"{g}_test_mmd2_floor"] + 0.1
+    assert 0 <= res[f"{g}_modes_covered"] <= 8 and 0 <= res[f"{g}_high_quality_fraction"] <= 1
+    assert 0 <= res[f"{g}_mode_weight_tv"] <= 1
+    assert {"disc/loss", "disc/d_real", "disc/d_fake", "gen/loss"} <= set(_lines(wd)[-1])
+    assert _phases(wd) == [(g, 0), (g, 1)]
+
+
 def _check_crbm(res, cfg, wd, mod):
     """Two greedy conv-RBM layers, then a linear classifier per label setting.  With 2x2
     pooling a pooling unit's probability is the sum of its block's 4 detection
@@ -727,6 +740,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "gan_mnist": _check_gan,
     "gmmn_mnist": _check_gmmn,
     "gmmn_2d": _check_gmmn_2d,
+    "gan_2d": _check_gan_2d,
     "dcgan_mnist": _check_dcgan,
     "lapgan_mnist": _check_lapgan,
     "flow_2d": _check_flow_2d,
