@@ -25,9 +25,7 @@ import jax
 import numpy as np
 
 from egm import run, train
-from egm.data import toy
 from egm.estimators import mmd
-from egm.eval import visualize as vis
 from egm.models import gan
 from egm.run import toy2d
 from egm.run.config import at_least, field, greater_than, in_range, one_of
@@ -91,24 +89,13 @@ def _samples(cfg: Config, done, key, ds: str, n: int) -> np.ndarray:
 
 
 def evaluate(cfg: Config, d: dict, done, key) -> dict:
-    out, bw = {}, _nums(cfg.bandwidths)
-    for i, (ds, (tr, test)) in enumerate(d.items()):
-        x = _samples(cfg, done, jax.random.fold_in(key, i), ds, cfg.n_test)
-        f = mmd.mmd2_with_floor(x, test, tr, bw)
-        out[f"{ds}_test_mmd2"], out[f"{ds}_test_mmd2_floor"] = f["test_mmd2"], f["test_mmd2_floor"]
-        if ds == "gaussian_mixture":
-            out |= {f"{ds}_{k}": v for k, v in toy.ring_mode_coverage(x).items()}
-    return out
+    draw = lambda ds, k, n: _samples(cfg, done, k, ds, n)  # noqa: E731
+    return toy2d.implicit_scores(d, draw, key, cfg.n_test, _nums(cfg.bandwidths))
 
 
 def pictures(cfg: Config, d: dict, done, key) -> dict:
-    xy, rows = vis.grid_2d(cfg.grid), []
-    for i, ds in enumerate(d):
-        x = _samples(cfg, done, jax.random.fold_in(key, i), ds, max(cfg.n_test, 10000))
-        rows.append([vis.density_image(toy.DENSITIES[ds][1](xy), cfg.grid),
-                     vis.histogram_2d(x, cfg.grid)])  # fmt: skip
-    title = f"rows: {', '.join(d)}; columns: true density, GAN samples"
-    return {"densities.png": (vis.panels(rows), title)}
+    draw = lambda ds, k, n: _samples(cfg, done, k, ds, n)  # noqa: E731
+    return toy2d.implicit_pictures(d, draw, key, cfg.n_test, cfg.grid, "GAN")
 
 
 EXPERIMENT = run.Experiment(

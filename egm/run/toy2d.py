@@ -1,4 +1,4 @@
-"""What the 2-D density experiments share (flow_2d, gmmn_2d, dae_2d, diffusion_2d).
+"""What the 2-D density experiments share (flow_2d, gmmn_2d, gan_2d, dae_2d, diffusion_2d).
 
 The densities of :data:`egm.data.toy.DENSITIES` (exact log densities), drawn once per run
 from ``data_seed`` so that every sweep member sees the same points; the true density's own
@@ -10,17 +10,28 @@ upper bound, for a model scored by a lower bound on log q); pictures in
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
 
 from egm.data import toy
 from egm.errors import ConfigError
+from egm.estimators import mmd
+from egm.eval import visualize as vis
 from egm.eval.record import LogLikelihood
 from egm.run.config import RunFields, at_least, field
 
-__all__ = ["Toy2DFields", "kl_fields", "load", "names", "names_ok", "record"]
+__all__ = [
+    "Toy2DFields",
+    "implicit_pictures",
+    "implicit_scores",
+    "kl_fields",
+    "load",
+    "names",
+    "names_ok",
+    "record",
+]
 
 
 def names(s: str, known=toy.DENSITIES, what: str = "datasets") -> list[str]:
@@ -75,3 +86,34 @@ def kl_fields(prefix: str, log_p, log_q, name: str = "kl") -> dict[str, float]:
     gap = np.asarray(log_p, np.float64) - np.asarray(log_q, np.float64)
     return {f"{prefix}_{name}_nats": float(gap.mean()),
             f"{prefix}_{name}_stderr": float(gap.std(ddof=1) / np.sqrt(len(gap)))}  # fmt: skip
+
+
+Draw = Callable[[str, jax.Array, int], np.ndarray]  # (density, key, n) -> (n, 2) samples
+
+
+def implicit_scores(d: dict, draw: Draw, key, n: int, bandwidths: Sequence[float]) -> dict:
+    """The figures of an implicit model (no density to evaluate: a GAN, a GMMN) on each
+    density of ``d`` (:func:`load`): ``<ds>_test_mmd2``, the unbiased MMD² of ``n`` samples
+    ``draw(ds, key, n)`` vs as many fresh test draws, beside ``<ds>_test_mmd2_floor`` (the same
+    statistic for training draws: what a perfect model would reach); on the ring of Gaussians
+    also ``<ds>_modes_covered``, ``_high_quality_fraction`` and ``_mode_weight_tv``
+    (:func:`egm.data.toy.ring_mode_coverage`)."""
+    out = {}
+    for i, (ds, (tr, test)) in enumerate(d.items()):
+        x = draw(ds, jax.random.fold_in(key, i), n)
+        f = mmd.mmd2_with_floor(x, test, tr, tuple(bandwidths))
+        out[f"{ds}_test_mmd2"], out[f"{ds}_test_mmd2_floor"] = f["test_mmd2"], f["test_mmd2_floor"]
+        if ds == "gaussian_mixture":
+            out |= {f"{ds}_{k}": v for k, v in toy.ring_mode_coverage(x).items()}
+    return out
+
+
+def implicit_pictures(d: dict, draw: Draw, key, n: int, grid: int, label: str) -> dict:
+    """``densities.png``: a row per density of ``d``; columns: the true density, a histogram
+    of ``max(n, 10000)`` samples of the model (``label``)."""
+    xy, rows = vis.grid_2d(grid), []
+    for i, ds in enumerate(d):
+        x = draw(ds, jax.random.fold_in(key, i), max(n, 10000))
+        rows.append([vis.density_image(toy.DENSITIES[ds][1](xy), grid), vis.histogram_2d(x, grid)])
+    return {"densities.png": (vis.panels(rows), f"rows: {', '.join(d)}; columns: true density, "
+                              f"{label} samples")}  # fmt: skip
