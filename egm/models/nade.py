@@ -56,18 +56,36 @@ OUTPUTS = ("bernoulli", "mog")
 # --------------------------------------------------------------------------------------
 
 
+_BLOCK = 16  # positions per scan step of the forward pass
+
+
 def _forward_scan(W, c, V, b, x):
-    """Logits [B, D] for inputs ``x`` [B, D], all arrays already in ordering space."""
-    B = x.shape[0]
+    """Logits [B, D] for inputs ``x`` [B, D], all arrays already in ordering space.
+
+    A ``lax.scan`` over blocks of ``_BLOCK`` positions: inside a block the pre-activations
+    of every position, ``a_j = a + Σ_{i<j} x_i W_i`` ([k, B, H], a strictly lower-triangular
+    contraction), go through one sigmoid and one batched product with ``V``, so each step is
+    k times larger and the scan k times shorter (the same O(DH) sums per position up to a
+    factor k inside a block; measured ~1.3x faster on a 2-core CPU for 784-500 at B = 200,
+    BUILD_NOTES.md).  ``D`` is padded to a multiple of k with zero-weight units whose logits
+    are dropped."""
+    B, (D, H), k = x.shape[0], W.shape, _BLOCK
+    pad = -D % k
+    if pad:
+        W, V = (jnp.pad(t, ((0, pad), (0, 0))) for t in (W, V))
+        b, x = jnp.pad(b, (0, pad)), jnp.pad(x, ((0, 0), (0, pad)))
+    n = (D + pad) // k
+    tri = jnp.tril(jnp.ones((k, k), W.dtype), -1)  # tri[j, i] = 1 for i < j
 
     def body(a, inp):
-        w_d, v_d, b_d, x_d = inp
-        logit = jax.nn.sigmoid(a) @ v_d + b_d
-        return a + x_d[:, None] * w_d, logit
+        w, v, bb, xb = inp  # [k, H], [k, H], [k], [k, B]
+        A = a[None] + jnp.einsum("ji,ib,ih->jbh", tri, xb, w)
+        logit = jnp.einsum("jbh,jh->jb", jax.nn.sigmoid(A), v) + bb[:, None]
+        return a + xb.T @ w, logit
 
-    a0 = jnp.broadcast_to(c, (B, c.shape[0]))
-    a_end, logits = jax.lax.scan(body, a0, (W, V, b, x.T))
-    return logits.T, a_end
+    xs = (W.reshape(n, k, H), V.reshape(n, k, H), b.reshape(n, k), x.T.reshape(n, k, B))
+    a_end, logits = jax.lax.scan(body, jnp.broadcast_to(c, (B, H)), xs)
+    return logits.reshape(n * k, B)[:D].T, a_end
 
 
 @jax.custom_vjp
