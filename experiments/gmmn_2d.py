@@ -76,14 +76,7 @@ def _samples(cfg: Config, done, key, ds: str, n: int) -> np.ndarray:
     return np.asarray(gan.sample(key, generator(cfg), done[ds].params, n))
 
 
-def evaluate(cfg: Config, d: dict, done, key) -> dict:
-    draw = lambda ds, k, n: _samples(cfg, done, k, ds, n)  # noqa: E731
-    return toy2d.implicit_scores(d, draw, key, cfg.n_test, mmd.positive_numbers(cfg.bandwidths))
-
-
-def pictures(cfg: Config, d: dict, done, key) -> dict:
-    draw = lambda ds, k, n: _samples(cfg, done, k, ds, n)  # noqa: E731
-    return toy2d.implicit_pictures(d, draw, key, cfg.n_test, cfg.grid, "GMMN")
+evaluate, pictures = toy2d.implicit_hooks(_samples, "GMMN")
 
 
 EXPERIMENT = run.Experiment(

@@ -24,6 +24,7 @@ from egm.run.config import RunFields, at_least, field
 
 __all__ = [
     "Toy2DFields",
+    "implicit_hooks",
     "implicit_pictures",
     "implicit_scores",
     "kl_fields",
@@ -117,3 +118,20 @@ def implicit_pictures(d: dict, draw: Draw, key, n: int, grid: int, label: str) -
         rows.append([vis.density_image(toy.DENSITIES[ds][1](xy), grid), vis.histogram_2d(x, grid)])
     return {"densities.png": (vis.panels(rows), f"rows: {', '.join(d)}; columns: true density, "
                               f"{label} samples")}  # fmt: skip
+
+
+def implicit_hooks(sample: Callable, label: str) -> tuple[Callable, Callable]:
+    """``(evaluate, pictures)`` for :class:`egm.run.Experiment` of an implicit model whose
+    ``sample(cfg, done, key, density, n)`` draws ``n`` points: :func:`implicit_scores` with
+    ``cfg.n_test`` samples and the kernels ``cfg.bandwidths``, :func:`implicit_pictures` on
+    ``cfg.grid`` pixels."""
+
+    def evaluate(cfg, d, done, key):
+        draw = lambda ds, k, n: sample(cfg, done, k, ds, n)  # noqa: E731
+        return implicit_scores(d, draw, key, cfg.n_test, mmd.positive_numbers(cfg.bandwidths))
+
+    def pictures(cfg, d, done, key):
+        draw = lambda ds, k, n: sample(cfg, done, k, ds, n)  # noqa: E731
+        return implicit_pictures(d, draw, key, cfg.n_test, cfg.grid, label)
+
+    return evaluate, pictures
