@@ -55,6 +55,7 @@ PUBLISHED: dict[str, Published] = {
     "drbm_error": Published("discriminative RBM", 0.0181, _RATE, _E, "Larochelle & Bengio 2008", "MNIST"),
     "hybrid_drbm_error": Published("hybrid discriminative RBM", 0.0128, _RATE, _E, "Larochelle & Bengio 2008", "MNIST"),
     "rnnrbm_jsb": Published("RNN-RBM, JSB Chorales", -6.27, "nats/step", "test log-likelihood per time step", "Boulanger-Lewandowski et al. 2012", "JSB Chorales"),
+    "rnnnade_jsb": Published("RNN-NADE, JSB Chorales", -5.56, "nats/step", "test log-likelihood per time step", "Boulanger-Lewandowski et al. 2012", "JSB Chorales", recalled=True),
     "fvsbn": Published("FVSBN", -97.45, "nats", _LL, "Larochelle & Murray 2011", _BIN),
     "nade_500h": Published("NADE 500h", -88.86, "nats", _LL, "Larochelle & Murray 2011", _BIN),
     "eonade_2hl": Published("EoNADE 2hl, ensemble of orderings", -85.10, "nats", _LL, "Uria et al. 2014", _BIN),

@@ -46,7 +46,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 from egm.errors import ConfigError
 from egm.models._autoregressive import bernoulli_log_prob, check_ordering
 
-__all__ = ["NADE", "nade_logits", "sample"]
+__all__ = ["NADE", "conditional_sample", "nade_logits", "sample"]
 
 OUTPUTS = ("bernoulli", "mog")
 
@@ -91,24 +91,35 @@ def _forward_scan(W, c, V, b, x):
 @jax.custom_vjp
 def nade_logits(
     W: Float[Array, "D H"],
-    c: Float[Array, " H"],
+    c: Float[Array, "*b H"],
     V: Float[Array, "D H"],
-    b: Float[Array, " D"],
+    b: Float[Array, "*b D"],
     x: Float[Array, "B D"],
 ) -> Float[Array, "B D"]:
     """``l[:, d] = b_d + V_d · σ(c + Σ_{k<d} W_k x_{:, k})`` for every ``d`` (identity
-    ordering; permute the inputs for another).  O(BDH) time, O(BH) memory."""
-    return _forward_scan(W, c, V, b, x)[0]
+    ordering; permute the inputs for another).  O(BDH) time, O(BH) memory.
+
+    The biases are shared (``c [H]``, ``b [D]``) or one per example (``c [B, H]``, ``b [B, D]``:
+    a *conditional* NADE whose biases another network computes, e.g. the RNN-NADE's
+    ``b_h^t, b_v^t`` or a DAE's ``P(x | x̃)``); the custom VJP returns gradients of the same
+    shapes."""
+    return _nade_fwd(W, c, V, b, x)[0]
 
 
 def _nade_fwd(W, c, V, b, x):
-    logits, a_end = _forward_scan(W, c, V, b, x)
-    return logits, (W, V, x, a_end)
+    per_example_b = b.ndim == 2
+    logits, a_end = _forward_scan(
+        W, c, V, jnp.zeros(W.shape[0], W.dtype) if per_example_b else b, x
+    )
+    if per_example_b:
+        logits = logits + b
+    return logits, (W, V, x, a_end, c, b)  # c, b: only their ranks are read back
 
 
 def _nade_bwd(res, g):
-    W, V, x, a_end = res
+    W, V, x, a_end, c, b = res
     B, H = a_end.shape
+    per_example_c, per_example_b = c.ndim == 2, b.ndim == 2
 
     def body(carry, inp):
         a_next, delta_next = carry  # a_{d+1} and ∂L/∂a_{d+1}
@@ -123,10 +134,45 @@ def _nade_bwd(res, g):
 
     init = (a_end, jnp.zeros((B, H), a_end.dtype))
     (_, delta0), (dW, dV, dx) = jax.lax.scan(body, init, (W, V, x.T, g.T), reverse=True)
-    return dW, jnp.sum(delta0, axis=0), dV, jnp.sum(g, axis=0), dx.T
+    dc = delta0 if per_example_c else jnp.sum(delta0, axis=0)
+    return dW, dc, dV, g if per_example_b else jnp.sum(g, axis=0), dx.T
 
 
 nade_logits.defvjp(_nade_fwd, _nade_bwd)
+
+
+def conditional_sample(
+    key: PRNGKeyArray,
+    W: Float[Array, "D H"],
+    c: Float[Array, " H"],
+    V: Float[Array, "D H"],
+    b: Float[Array, " D"],
+    x_clamp: Float[ArrayLike, " D"] | None = None,
+    clamp_mask: Bool[ArrayLike, " D"] | None = None,
+    *,
+    return_probs: bool = False,
+) -> Float[Array, " D"] | tuple[Float[Array, " D"], Float[Array, " D"]]:
+    """One ancestral sample of the Bernoulli NADE ``(W, c, V, b)`` in its own (identity)
+    ordering, O(DH): a ``lax.scan`` over the units carrying the running sum ``a``.  Units with
+    ``clamp_mask`` keep their ``x_clamp`` value (and still enter the running sum).  Vmap over
+    keys (and biases) for many samples; :func:`sample` permutes into its ordering first.
+
+    ``return_probs``: also the conditionals ``p_d = P(x_d = 1 | x_{<d})`` met along the draw;
+    ``E[p_d] = P(x_d = 1)``, so they are an unbiased (Rao–Blackwellised) one-draw estimate of
+    the marginals."""
+    D = W.shape[0]
+    cm = jnp.zeros((D,), bool) if clamp_mask is None else jnp.asarray(clamp_mask, bool)
+    xc = jnp.zeros((D,), jnp.float32) if x_clamp is None else jnp.asarray(x_clamp, jnp.float32)
+    u = jax.random.uniform(key, (D,))
+
+    def body(a, inp):
+        w_d, v_d, b_d, u_d, m_d, c_d = inp
+        p1 = jax.nn.sigmoid(jax.nn.sigmoid(a) @ v_d + b_d)
+        x_d = jnp.where(m_d, c_d, (u_d < p1).astype(jnp.float32))
+        return a + x_d * w_d, (x_d, p1)
+
+    x, probs = jax.lax.scan(body, c, (W, V, b, u, cm, xc))[1]
+    return (x, probs) if return_probs else x
 
 
 # --------------------------------------------------------------------------------------
@@ -278,15 +324,7 @@ def sample(
     xc = jnp.asarray(x_clamp, jnp.float32)[order]
     k_u, k_c, k_n = jax.random.split(key, 3)
     if model.output == "bernoulli":
-        u = jax.random.uniform(k_u, (D,))
-
-        def body(a, inp):
-            w_d, v_d, b_d, u_d, m_d, c_d = inp
-            p1 = jax.nn.sigmoid(jax.nn.sigmoid(a) @ v_d + b_d)
-            x_d = jnp.where(m_d, c_d, (u_d < p1).astype(jnp.float32))
-            return a + x_d * w_d, x_d
-
-        xs = (p["W"][order], p["V"][order], p["b"][order], u, cm, xc)
+        x_o = conditional_sample(k_u, p["W"][order], p["c"], p["V"][order], p["b"][order], xc, cm)
     else:
         gumbel = jax.random.gumbel(k_c, (D, model.n_components))
         eps = jax.random.normal(k_n, (D,))
@@ -301,5 +339,5 @@ def sample(
 
         names = ("W", "rho", "V_alpha", "b_alpha", "V_mu", "b_mu", "V_sigma", "b_sigma")
         xs = tuple(p[n][order] for n in names) + (gumbel, eps, cm, xc)
-    _, x_o = jax.lax.scan(body, p["c"], xs)
+        _, x_o = jax.lax.scan(body, p["c"], xs)
     return jnp.zeros((D,), jnp.float32).at[order].set(x_o)

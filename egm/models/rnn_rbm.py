@@ -86,14 +86,28 @@ def _sizes(n_visible: int, n_hidden: int, other: int, what: str) -> None:
             raise ConfigError(f"{name} must be an integer >= 1, got {val!r}")
 
 
+def base_visible_bias(n_visible: int, data_mean: Float[Array, " V"] | None) -> Float[Array, " V"]:
+    """The initial visible biases: the base-rate logits of ``data_mean``, or zeros."""
+    if data_mean is None:
+        return jnp.zeros((n_visible,), jnp.float32)
+    return rbm.base_rate_logits(jnp.asarray(data_mean, jnp.float32))
+
+
+def check_init(n_visible, n_hidden, n_recurrent, data_mean, pretrained, frame: str):
+    """The sizes' and a pretrained frame model's checks of an RNN-driven model's init (the
+    RNN-RBM's, the RNN-NADE's); ``data_mean`` as float32 (or None)."""
+    _sizes(n_visible, n_hidden, n_recurrent, "n_recurrent")
+    if pretrained is not None and pretrained.W.shape != (n_visible, n_hidden):
+        raise ConfigError(
+            f"the pretrained {frame} is {pretrained.W.shape[0]}x{pretrained.W.shape[1]}, the "
+            f"RNN-{frame} needs {n_visible}x{n_hidden}"
+        )
+    return None if data_mean is None else jnp.asarray(data_mean, jnp.float32)
+
+
 def _static(key, n_visible, n_hidden, scale, data_mean):
     W = scale * jax.random.normal(key, (n_visible, n_hidden), jnp.float32)
-    b_v = (
-        jnp.zeros((n_visible,), jnp.float32)
-        if data_mean is None
-        else rbm.base_rate_logits(jnp.asarray(data_mean, jnp.float32))
-    )
-    return W, b_v, jnp.zeros((n_hidden,), jnp.float32)
+    return W, base_visible_bias(n_visible, data_mean), jnp.zeros((n_hidden,), jnp.float32)
 
 
 def rnn_rbm_init(
@@ -109,13 +123,7 @@ def rnn_rbm_init(
     """Initial RNN-RBM: every matrix ``N(0, scale²)``, ``b_u = u0 = 0``; ``b_v`` the base-rate
     logits of ``data_mean`` (or 0); ``rbm_params`` (a pretrained RBM, the paper's
     initialisation) replaces ``W, b_v, b_h``."""
-    _sizes(n_visible, n_hidden, n_recurrent, "n_recurrent")
-    if rbm_params is not None and rbm_params.W.shape != (n_visible, n_hidden):
-        raise ConfigError(
-            f"the pretrained RBM is {rbm_params.W.shape[0]}x{rbm_params.W.shape[1]}, the "
-            f"RNN-RBM needs {n_visible}x{n_hidden}"
-        )
-    mean = None if data_mean is None else jnp.asarray(data_mean, jnp.float32)
+    mean = check_init(n_visible, n_hidden, n_recurrent, data_mean, rbm_params, "RBM")
     p = _rnn_rbm_init(key, int(n_visible), int(n_hidden), int(n_recurrent), scale, mean)
     if rbm_params is not None:
         W, b_v, b_h = (jnp.asarray(x, jnp.float32) for x in rbm_params)

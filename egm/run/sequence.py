@@ -1,7 +1,8 @@
 """Run plumbing of the sequence RBMs (§20.7): phases, evaluation and pictures of an
 RNN-RBM or conditional RBM experiment on a polyphonic set (experiments/rnnrbm_jsb.py).
 
-The experiment's config carries the fields read here: ``model`` ("rnn_rbm" or "crbm"),
+The experiment's config carries the fields read here: ``model`` ("rnn_rbm", "crbm" or
+"rnn_nade"),
 ``n_hidden``, ``n_recurrent``, ``order``, ``k``, ``pretrain_epochs``, ``pretrain_batch_size``,
 ``learning_rate``, ``eval_splits``, ``loglik``, ``ais_chains``, ``ais_temps``, ``acc_chains``,
 ``acc_sweeps``, ``gen_steps``, ``gen_sweeps`` and ``seed``.
@@ -19,6 +20,7 @@ import numpy as np
 from egm.data import polyphonic
 from egm.energies import rbm
 from egm.eval.record import LogLikelihood
+from egm.models import rnn_nade
 from egm.models import rnn_rbm as seq
 from egm.run.driver import Phase
 from egm.train.optim import adam
@@ -28,17 +30,28 @@ PROTOCOL = "88-key piano roll, quarter notes; log p(v_t | v_<t) per time step"
 
 
 def pretrain_phase() -> Phase:
-    """RBM pretraining of ``W, b_v, b_h`` on every training frame (CD-k, the paper's §3;
-    :func:`egm.models.rnn_rbm.frame_cd_objective`)."""
+    """Pretraining of the frame model on every training frame: the RBM's ``W, b_v, b_h`` by
+    CD-k (the paper's §3; :func:`egm.models.rnn_rbm.frame_cd_objective`), or the RNN-NADE's
+    NADE by maximum likelihood (:func:`egm.models.rnn_nade.frame_nade_objective`)."""
 
     def init(c, d, key, done):
         mean = jnp.asarray(d.splits["train"].frames().mean(0))
-        return init_state(_rbm_init(key, polyphonic.N_KEYS, c.n_hidden, mean),
-                          adam(c.learning_rate))  # fmt: skip
+        if c.model == "rnn_nade":
+            p = rnn_nade.frame_nade_init(key, polyphonic.N_KEYS, c.n_hidden, data_mean=mean)
+        else:
+            p = _rbm_init(key, polyphonic.N_KEYS, c.n_hidden, mean)
+        return init_state(p, adam(c.learning_rate))
+
+    def objective(c):
+        return (
+            rnn_nade.frame_nade_objective()
+            if c.model == "rnn_nade"
+            else seq.frame_cd_objective(c.k)
+        )
 
     return Phase(
         name="pretrain", init=init,
-        step=lambda c, d, done: make_step(seq.frame_cd_objective(c.k), adam(c.learning_rate)),
+        step=lambda c, d, done: make_step(objective(c), adam(c.learning_rate)),
         epochs=lambda c: c.pretrain_epochs, batch_size=lambda c: c.pretrain_batch_size,
         train_data=lambda c, d, done: d.splits["train"].frames(),
     )  # fmt: skip
@@ -55,7 +68,10 @@ def init_train(c: Any, d: polyphonic.Polyphonic, key: jax.Array, done: dict) -> 
     :func:`egm.models.rnn_rbm.crbm_init`)."""
     pre = done["pretrain"].params if "pretrain" in done else None
     mean = d.splits["train"].frames().mean(0)
-    if c.model == "rnn_rbm":
+    if c.model == "rnn_nade":
+        p = rnn_nade.rnn_nade_init(key, polyphonic.N_KEYS, c.n_hidden, c.n_recurrent,
+                                   data_mean=mean, nade_params=pre)  # fmt: skip
+    elif c.model == "rnn_rbm":
         p = seq.rnn_rbm_init(key, polyphonic.N_KEYS, c.n_hidden, c.n_recurrent, data_mean=mean,
                              rbm_params=pre)  # fmt: skip
     else:
@@ -67,17 +83,24 @@ def init_train(c: Any, d: polyphonic.Polyphonic, key: jax.Array, done: dict) -> 
 
 def phases(c: Any) -> list[Phase]:
     """Pretraining (when ``pretrain_epochs`` > 0), then CD-k through time
-    (:func:`egm.models.rnn_rbm.sequence_objective`)."""
-    train = Phase(
-        name="train", init=init_train,
-        step=lambda c, d, done: make_step(seq.sequence_objective(c.k), adam(c.learning_rate)),
-    )  # fmt: skip
+    (:func:`egm.models.rnn_rbm.sequence_objective`) or, for the RNN-NADE, the exact gradient
+    through time (:func:`egm.models.rnn_nade.sequence_objective`)."""
+
+    def step(c, d, done):
+        obj = (
+            rnn_nade.sequence_objective() if c.model == "rnn_nade" else seq.sequence_objective(c.k)
+        )
+        return make_step(obj, adam(c.learning_rate))
+
+    train = Phase(name="train", init=init_train, step=step)
     return ([pretrain_phase()] if c.pretrain_epochs else []) + [train]
 
 
 def loglik_method(c: Any) -> str:
-    """``"exact"`` (enumerated ``log Z_t``, hidden layer ≤ 16) or ``"ais"``; ``loglik="auto"``
-    picks by ``n_hidden``."""
+    """``"exact"`` (enumerated ``log Z_t``, hidden layer ≤ 16, or the RNN-NADE's own exact
+    conditionals) or ``"ais"``; ``loglik="auto"`` picks by model and ``n_hidden``."""
+    if c.model == "rnn_nade":
+        return "exact"
     return ("exact" if c.n_hidden <= 16 else "ais") if c.loglik == "auto" else c.loglik
 
 
@@ -92,7 +115,9 @@ def evaluate(c: Any, d: polyphonic.Polyphonic, done: dict, key: jax.Array) -> di
     for split in c.eval_splits.split(","):
         s = d.splits[split]
         extra, more = {}, {}
-        if method == "exact":
+        if c.model == "rnn_nade":
+            ll, v, b_v, b_h = rnn_nade.split_log_likelihood(params, s.rolls, s.mask)
+        elif method == "exact":
             ll, v, b_v, b_h = seq.split_log_likelihood_exact(params, s.rolls, s.mask)
         else:
             v, b_v, b_h = seq.split_frames(params, s.rolls, s.mask)
@@ -107,7 +132,10 @@ def evaluate(c: Any, d: polyphonic.Polyphonic, done: dict, key: jax.Array) -> di
             ll, method, counts=counts, dataset=polyphonic.describe(d), split=split,
             protocol=PROTOCOL, **extra,
         )  # fmt: skip
-        if split == "test":
+        if split == "test" and c.model == "rnn_nade":
+            marg = rnn_nade.marginals_sampled(k_acc, params, b_v, b_h, n_samples=c.acc_chains)
+            out["test_frame_accuracy"], _ = seq.frame_accuracy(marg, v)
+        elif split == "test":
             marg = seq.marginals_gibbs(k_acc, params.W, b_v, b_h, n_chains=c.acc_chains,
                                        sweeps=c.acc_sweeps)  # fmt: skip
             out["test_frame_accuracy"], _ = seq.frame_accuracy(marg, v)
@@ -116,8 +144,12 @@ def evaluate(c: Any, d: polyphonic.Polyphonic, done: dict, key: jax.Array) -> di
 
 
 def generated(c: Any, done: dict, key: jax.Array) -> np.ndarray:
-    """A sampled piano roll ``(gen_steps, 88)`` (:func:`egm.models.rnn_rbm.generate`)."""
-    return np.asarray(seq.generate(key, done["train"].params, c.gen_steps, sweeps=c.gen_sweeps))
+    """A sampled piano roll ``(gen_steps, 88)`` (:func:`egm.models.rnn_rbm.generate`, or the
+    RNN-NADE's exact ancestral :func:`egm.models.rnn_nade.generate`)."""
+    params = done["train"].params
+    if c.model == "rnn_nade":
+        return np.asarray(rnn_nade.generate(key, params, c.gen_steps))
+    return np.asarray(seq.generate(key, params, c.gen_steps, sweeps=c.gen_sweeps))
 
 
 def pictures(c: Any, d: polyphonic.Polyphonic, done: dict, key: jax.Array) -> dict:
@@ -137,10 +169,12 @@ def files(c: Any, d: polyphonic.Polyphonic, done: dict, path: str) -> None:
 
 def describe(c: Any) -> dict:
     """The model and training strings of ``results.json``."""
-    model = "RNN-RBM" if c.model == "rnn_rbm" else "conditional RBM"
+    model = {"rnn_rbm": "RNN-RBM", "crbm": "conditional RBM", "rnn_nade": "RNN-NADE"}[c.model]
+    frame = "NADE" if c.model == "rnn_nade" else "RBM"
+    grad = "exact gradient" if c.model == "rnn_nade" else f"CD-{c.k}"
     return {
         "model": f"{model} 88-{c.n_hidden}"
-        + (f", {c.n_recurrent} recurrent" if c.model == "rnn_rbm" else f", order {c.order}"),
-        "training": f"RBM pretraining {c.pretrain_epochs} epochs, CD-{c.k} through time "
+        + (f", order {c.order}" if c.model == "crbm" else f", {c.n_recurrent} recurrent"),
+        "training": f"{frame} pretraining {c.pretrain_epochs} epochs, {grad} through time "
         f"{c.epochs} epochs, adam {c.learning_rate}",
     }

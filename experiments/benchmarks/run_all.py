@@ -38,8 +38,8 @@ thread pools) and never two at once, since they time the same CPU.  The benchmar
   PyTorch (target >= 1.5x).
 * ``drbm_epoch``: a discriminative RBM (784-500, batch 100) training epoch vs learnergy's
   DiscriminativeRBM (target >= 2x).
-* ``rnnrbm_epoch``: an RNN-RBM training epoch on JSB Chorales (CD through time) vs a PyTorch
-  RNN-RBM written for the benchmark.
+* ``rnnrbm_epoch``: RNN-RBM (CD through time) and RNN-NADE (exact gradient) training epochs on
+  JSB Chorales vs PyTorch versions written for the benchmark.
 * ``budget``: VAE vs pythae, NADE vs PyTorch, RBM vs scikit-learn, each trained for the same
   wall-clock budget and scored by the same egm estimator (IS, exact, AIS): who wins in equal time.
 
