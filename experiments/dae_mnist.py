@@ -1,7 +1,8 @@
 """Denoising autoencoders as generative models on binarized MNIST (§20.11; Bengio et al. 2013).
 
 Salt-and-pepper corruption ``C(x̃|x)``, an MLP reconstruction distribution ``P(x|x̃)`` (a
-factorial Bernoulli, or ``--output bernoulli_mixture``: K factorial Bernoullis), trained with
+factorial Bernoulli, ``--output bernoulli_mixture``: K factorial Bernoullis, or ``--output
+nade``: a NADE whose biases the MLP computes, bottom row first), trained with
 ``--walkback k`` extra walk-back steps (§20.11.3; 0: the plain DAE criterion), Adam.  The DAE
 chain (corrupt, reconstruct, sample, repeat) draws the samples (``--score_samples N``: the
 driver's Fréchet distance, classifier score, Parzen).  Inpainting (§20.11.2): the top half of
@@ -35,8 +36,9 @@ from egm.run.config import MNISTFields, at_least, field, greater_than, in_range,
 @dataclasses.dataclass(frozen=True)
 class Config(MNISTFields):
     hidden: str = field("500", check=rd.sizes_ok, help="tanh widths of x̃ -> P(x|x̃)")
-    output: str = field("bernoulli", check=one_of("bernoulli", "bernoulli_mixture"))
+    output: str = field("bernoulli", check=one_of("bernoulli", "bernoulli_mixture", "nade"))
     n_components: int = field(10, check=at_least(1), help="K of the mixture output")
+    nade_hidden: int = field(100, check=at_least(1), help="hidden units of the NADE output")
     level: float = field(0.4, check=in_range(0, 1), help="salt-and-pepper probability per pixel")
     walkback: int = field(0, check=at_least(0), help="extra walk-back steps (0: plain DAE)")
     n_train: int = field(0, check=at_least(0), help="first n training digits (0: all)")
@@ -61,8 +63,9 @@ PRESETS = {
 
 
 def model(cfg: Config) -> dae.DAE:
-    return dae.DAE(784, rd.sizes(cfg.hidden), cfg.output, cfg.n_components if cfg.output !=
-                   "bernoulli" else 1, "salt_pepper", cfg.level).check()  # fmt: skip
+    return dae.DAE(784, rd.sizes(cfg.hidden), cfg.output, cfg.n_components if cfg.output ==
+                   "bernoulli_mixture" else 1, "salt_pepper", cfg.level,
+                   nade_hidden=cfg.nade_hidden).check()  # fmt: skip
 
 
 optimizer = lambda cfg, d: train.adam(cfg.learning_rate)
@@ -78,7 +81,7 @@ def _chain(key, m, p, x0, steps, keep, clamp):  # one compilation per (model, sh
 def _inpaint(cfg, m, p, x, key):
     """(start, completed digits, E[x|x̃] of the last step) with the top half of ``x`` clamped."""
     k0, k1 = jax.random.split(key)
-    top = jnp.broadcast_to(jnp.arange(784) < 392, x.shape)
+    top = np.broadcast_to(np.arange(784) < 392, x.shape)  # concrete: the NADE output checks it
     x0 = jnp.where(top, x, jax.random.bernoulli(k0, 0.5, x.shape).astype(jnp.float32))
     out = _chain(k1, m, p, x0, cfg.inpaint_steps, cfg.inpaint_steps, top)
     return x0, out.x[-1], out.mean[-1], top

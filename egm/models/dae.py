@@ -18,9 +18,14 @@ consistent estimator of that posterior (minimising ``-log P_θ(x | x̃)`` on pai
   ``[0, 1]`` (binary noise) or negative (Gaussian) is refused.
 * Reconstruction distributions (:data:`OUTPUTS`): a factorial ``"bernoulli"``, a
   ``"bernoulli_mixture"`` of ``K`` factorial Bernoullis (the richer output that can put
-  several modes in ``P(x | x̃)``, which a factorial one cannot) and, for real-valued data, a
-  ``"gaussian_mixture"`` of ``K`` diagonal Gaussians centred at ``x̃`` plus a learned offset.
-  All are computed by an MLP of ``x̃`` (plain JAX, parameters a dict pytree).
+  several modes in ``P(x | x̃)``, which a factorial one cannot), a ``"nade"``: a NADE
+  (:mod:`egm.models.nade`, ``nade_hidden`` units, its own weights) whose biases ``b, c`` the
+  MLP computes from ``x̃`` -- an autoregressive ``P(x | x̃)`` that can model any dependence
+  between the reconstructed units -- and, for real-valued data, a ``"gaussian_mixture"`` of
+  ``K`` diagonal Gaussians centred at ``x̃`` plus a learned offset.  All are computed by an MLP
+  of ``x̃`` (plain JAX, parameters a dict pytree).  The NADE's ordering is the *reverse* unit
+  order (the last unit first), so that the marginal of a final block of units (an image's
+  bottom rows: inpainting) is exact: the product of its own conditionals.
 * :func:`markov_chain` / :func:`sample_chain`: the chain as a ``lax.scan``, with clamped units
   (§20.11.2: conditional sampling / inpainting: every step corrupts and resamples all units,
   then the clamped ones are set back to their observed values, so they never change).
@@ -37,9 +42,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
 
 from egm.errors import ConfigError
+from egm.models import nade
 
 __all__ = [
     "CORRUPTIONS",
@@ -60,7 +67,7 @@ __all__ = [
 ]
 
 CORRUPTIONS = ("salt_pepper", "flip", "gaussian")
-OUTPUTS = ("bernoulli", "bernoulli_mixture", "gaussian_mixture")
+OUTPUTS = ("bernoulli", "bernoulli_mixture", "nade", "gaussian_mixture")
 _ACTIVATIONS = {"tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu}
 _LOG_SD = (-7.0, 2.0)  # clip of the Gaussian output's log standard deviations
 
@@ -93,7 +100,7 @@ class DAE(NamedTuple):
 
     ``x_dim``: units; ``hidden``: MLP widths of ``x̃ → P(x | x̃)``; ``output``: one of
     :data:`OUTPUTS`; ``n_components``: ``K`` of a mixture output; ``corruption`` and
-    ``level``: ``C(x̃ | x)``."""
+    ``level``: ``C(x̃ | x)``; ``nade_hidden``: the NADE output's hidden units."""
 
     x_dim: int
     hidden: tuple[int, ...] = (500,)
@@ -102,6 +109,7 @@ class DAE(NamedTuple):
     corruption: str = "salt_pepper"
     level: float = 0.5
     activation: str = "tanh"
+    nade_hidden: int = 100
 
     def check(self) -> DAE:
         """Itself, or a :class:`ConfigError` naming the bad field."""
@@ -115,6 +123,8 @@ class DAE(NamedTuple):
                               f"{self.activation!r}")  # fmt: skip
         if int(self.n_components) < 1:
             raise ConfigError(f"n_components must be >= 1, got {self.n_components}")
+        if int(self.nade_hidden) < 1:
+            raise ConfigError(f"nade_hidden must be >= 1, got {self.nade_hidden}")
         binary_out, binary_noise = self.output != "gaussian_mixture", self.corruption != "gaussian"
         check_corruption_level(self.level, self.corruption)
         if binary_out != binary_noise:
@@ -162,18 +172,18 @@ def corruption_log_prob(
 # --------------------------------------------------------------------------- the network
 def _head_size(model: DAE) -> int:
     K, D = model.n_components, model.x_dim
-    return {"bernoulli": D, "bernoulli_mixture": K + K * D, "gaussian_mixture": K + 2 * K * D}[
-        model.output
-    ]
+    return {"bernoulli": D, "bernoulli_mixture": K + K * D, "nade": D + model.nade_hidden,
+            "gaussian_mixture": K + 2 * K * D}[model.output]  # fmt: skip
 
 
 def init_params(
     key: PRNGKeyArray, model: DAE, x_mean: Float[ArrayLike, " D"] | None = None
 ) -> dict[str, Any]:
-    """Parameters ``{"layers": [{"W", "b"}, ...], "head": {"W", "b"}}``: weights
-    ``N(0, 1/fan_in)`` (the head's times 0.1), zero biases; binary outputs start at the logit
-    of ``x_mean`` (the mean training example) when given, mixture components apart by the
-    head's random weights."""
+    """Parameters ``{"layers": [{"W", "b"}, ...], "head": {"W", "b"}}`` (and ``"nade": {"W",
+    "V"}`` ``[D, nade_hidden]``, rows in the NADE's ordering, ``N(0, 0.01²)``, for the NADE
+    output): weights ``N(0, 1/fan_in)`` (the head's times 0.1), zero biases; binary outputs
+    start at the logit of ``x_mean`` (the mean training example) when given, mixture
+    components apart by the head's random weights."""
     model.check()
     sizes = (model.x_dim, *model.hidden)
     keys = jax.random.split(key, len(sizes))
@@ -188,17 +198,25 @@ def init_params(
     if x_mean is not None and model.output != "gaussian_mixture":
         m = jnp.clip(jnp.asarray(x_mean, jnp.float32), 1e-3, 1 - 1e-3)
         logit = jnp.log(m) - jnp.log1p(-m)
-        b = (
-            logit
-            if model.output == "bernoulli"
-            else b.at[model.n_components :].set(jnp.tile(logit, model.n_components))
-        )
-    return {"layers": layers, "head": {"W": W, "b": b}}
+        if model.output == "bernoulli":
+            b = logit
+        elif model.output == "nade":
+            b = b.at[: model.x_dim].set(logit)
+        else:
+            b = b.at[model.n_components :].set(jnp.tile(logit, model.n_components))
+    params = {"layers": layers, "head": {"W": W, "b": b}}
+    if model.output == "nade":
+        k_w, k_v = jax.random.split(jax.random.fold_in(key, 1))
+        shape = (model.x_dim, model.nade_hidden)
+        params["nade"] = {"W": 0.01 * jax.random.normal(k_w, shape, jnp.float32),
+                          "V": 0.01 * jax.random.normal(k_v, shape, jnp.float32)}  # fmt: skip
+    return params
 
 
 def _forward(model: DAE, params: dict, x_tilde: Float[Array, "*b D"]):
     """The reconstruction distribution's parameters: logits ``(*b, D)`` (Bernoulli), or
-    ``(log π (*b, K), logits (*b, K, D))``, or ``(log π, means, log sds)``."""
+    ``(log π (*b, K), logits (*b, K, D))``, or the NADE's biases ``(b (*b, D), c (*b, H))`` in
+    pixel order, or ``(log π, means, log sds)``."""
     act = _ACTIVATIONS[model.activation]
     h = jnp.asarray(x_tilde, jnp.float32)
     for layer in params["layers"]:
@@ -207,6 +225,8 @@ def _forward(model: DAE, params: dict, x_tilde: Float[Array, "*b D"]):
     K, D, lead = model.n_components, model.x_dim, out.shape[:-1]
     if model.output == "bernoulli":
         return out
+    if model.output == "nade":
+        return out[..., :D], out[..., D:]
     log_pi = jax.nn.log_softmax(out[..., :K], -1)
     if model.output == "bernoulli_mixture":
         return log_pi, out[..., K:].reshape(*lead, K, D)
@@ -219,6 +239,31 @@ def _bern(x, logits):
     return x * jax.nn.log_sigmoid(logits) + (1 - x) * jax.nn.log_sigmoid(-logits)
 
 
+def _nade_terms(params, b, c, x):
+    """``log P(x_d | x_{later units}, x̃)`` per unit ``(*b, D)``, pixel order (the NADE runs in
+    reverse unit order)."""
+    lead, D = x.shape[:-1], x.shape[-1]
+    rev = lambda t: t[..., ::-1].reshape(-1, D)  # pixel order -> the NADE's ordering
+    c = c.reshape(-1, c.shape[-1])
+    logits = nade.nade_logits(params["nade"]["W"], c, params["nade"]["V"], rev(b), rev(x))
+    return _bern(rev(x), logits)[:, ::-1].reshape(*lead, D)
+
+
+def _check_nade_mask(mask) -> None:
+    """The NADE output's masked marginal is exact only for a final block of units."""
+    try:
+        m = np.asarray(mask, bool)
+    except jax.errors.TracerArrayConversionError:
+        raise ConfigError("the NADE output's masked log-likelihood needs a concrete mask "
+                          "(close over it; do not pass it as a traced argument)") from None  # fmt: skip
+    if np.any(m[..., :-1] & ~m[..., 1:]):
+        raise ConfigError(
+            "the NADE output gives an exact marginal only for a final block of units (e.g. "
+            "an image's bottom rows): its ordering runs from the last unit to the first, so "
+            "every masked unit must come after every unmasked one"
+        )
+
+
 def recon_log_prob(
     model: DAE,
     params: dict,
@@ -227,13 +272,19 @@ def recon_log_prob(
     mask: Bool[ArrayLike, "*b D"] | None = None,
 ) -> Float[Array, "*b"]:
     """``log P_θ(x | x̃)`` (the DAE's training criterion is its negative mean); with ``mask``
-    the log-marginal of the masked units only (every output is factorial given its mixture
-    component, so the marginal drops the other units' factors)."""
+    the log-marginal of the masked units only (every factorial output is factorial given its
+    mixture component, so the marginal drops the other units' factors; the NADE output's
+    marginal of a final block of units is the product of that block's conditionals, and any
+    other mask is refused)."""
     x = jnp.asarray(x, jnp.float32)
     w = 1.0 if mask is None else jnp.asarray(mask, jnp.float32)
     p = _forward(model, params, jnp.asarray(x_tilde, jnp.float32))
     if model.output == "bernoulli":
         return jnp.sum(w * _bern(x, p), -1)
+    if model.output == "nade":
+        if mask is not None:
+            _check_nade_mask(mask)
+        return jnp.sum(w * _nade_terms(params, *p, x), -1)
     wk = w if mask is None else w[..., None, :]
     if model.output == "bernoulli_mixture":
         log_pi, logits = p
@@ -245,7 +296,11 @@ def recon_log_prob(
 
 
 def recon_mean(model: DAE, params: dict, x_tilde: Float[ArrayLike, "*b D"]) -> Float[Array, "*b D"]:
-    """``E_θ[x | x̃]`` (pixel probabilities for binary outputs; shown in pictures)."""
+    """``E_θ[x | x̃]`` (pixel probabilities for binary outputs; shown in pictures).  The NADE
+    output's has no closed form: :func:`sample_recon` gives an unbiased one-draw estimate."""
+    if model.output == "nade":
+        raise ConfigError("E[x | x̃] of the NADE output has no closed form: use sample_recon, "
+                          "whose second output is an unbiased one-draw estimate of it")  # fmt: skip
     p = _forward(model, params, jnp.asarray(x_tilde, jnp.float32))
     if model.output == "bernoulli":
         return jax.nn.sigmoid(p)
@@ -257,13 +312,23 @@ def sample_recon(
     key: PRNGKeyArray, model: DAE, params: dict, x_tilde: Float[ArrayLike, "*b D"]
 ) -> tuple[Float[Array, "*b D"], Float[Array, "*b D"]]:
     """``(x, E[x | x̃])`` with ``x ~ P_θ(x | x̃)`` (for a mixture: a component ``k ~ π``,
-    then ``x`` from component ``k``)."""
+    then ``x`` from component ``k``; for the NADE: ancestrally, and in place of ``E[x | x̃]``
+    the conditionals ``P(x_d = 1 | x_{later}, x̃)`` met along the draw, an unbiased estimate
+    of it)."""
     x_tilde = jnp.asarray(x_tilde, jnp.float32)
     p = _forward(model, params, x_tilde)
     k_comp, k_x = jax.random.split(key)
     if model.output == "bernoulli":
         mean = jax.nn.sigmoid(p)
         return jax.random.bernoulli(k_x, mean).astype(jnp.float32), mean
+    if model.output == "nade":
+        b, c = (t.reshape(-1, t.shape[-1]) for t in p)
+        draw = lambda k, bb, cc: nade.conditional_sample(
+            k, params["nade"]["W"], cc, params["nade"]["V"], bb[::-1], return_probs=True
+        )
+        keys = jax.random.split(k_x, b.shape[0])
+        x, probs = jax.vmap(draw)(keys, b, c)
+        return tuple(t[:, ::-1].reshape(x_tilde.shape) for t in (x, probs))
     log_pi = p[0]
     k = jax.random.categorical(k_comp, log_pi, -1)
     pick = lambda a: jnp.take_along_axis(a, k[..., None, None], -2)[..., 0, :]

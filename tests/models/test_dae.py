@@ -208,7 +208,50 @@ def test_bad_model_fields_are_refused():
     with pytest.raises(ConfigError, match="do not fit"):
         dae.DAE(2, output="gaussian_mixture", corruption="flip").check()
     with pytest.raises(ConfigError, match="output"):
-        dae.DAE(2, output="nade").check()
+        dae.DAE(2, output="made").check()
+    with pytest.raises(ConfigError, match="nade_hidden"):
+        dae.DAE(2, output="nade", nade_hidden=0).check()
     with pytest.raises(ConfigError, match="multiple"):
         m, p = _tiny()
         dae.sample_chain(jax.random.key(0), m, p, jnp.zeros((1, D)), 5, keep_every=2)
+
+
+def test_nade_output_is_a_full_conditional_with_exact_block_marginals_and_samples():
+    """The NADE reconstruction distribution on 3 units: every row of P(x' | x̃) sums to 1
+    (float32: 1e-5) and is not factorial (the point of a richer output: some row differs from
+    the product of its own marginals by > 0.01); the masked log-likelihood of the last two
+    units equals the enumerated marginal Σ_{x_0} P(x | x̃) (1e-5), and a mask that is not a
+    final block is refused; M = 20000 draws at x̃ = 101 follow row P[5] (TV bound of
+    tests/_stats.py) and their Rao–Blackwellised means estimate E[x | x̃] (CLT z < 5, plus 1e-6
+    of float32 rounding for the unit drawn first, whose conditional is constant)."""
+    m = dae.DAE(D, (5,), "nade", 1, "salt_pepper", 0.6, nade_hidden=4).check()
+    p = dae.init_params(jax.random.key(11), m)
+    p["head"]["W"] = p["head"]["W"] * 30.0
+    k_w, k_v = jax.random.split(jax.random.key(12))
+    p["nade"] = {
+        "W": 2.0 * jax.random.normal(k_w, (D, 4)),
+        "V": 2.0 * jax.random.normal(k_v, (D, 4)),
+    }
+    C, P = _tables(m, p)
+    np.testing.assert_allclose(P.sum(1), 1, atol=1e-5)
+    marg = P @ STATES  # [x̃, unit]
+    fact = np.prod(np.where(STATES[None] == 1, marg[:, None], 1 - marg[:, None]), -1)
+    assert np.max(np.abs(fact - P)) > 0.01
+    xt, mask = np.tile(STATES, (8, 1)), np.array([False, True, True])
+    xs = np.repeat(STATES, 8, 0)
+    got = np.exp(np.asarray(dae.recon_log_prob(m, p, xt, xs, np.broadcast_to(mask, xt.shape))))
+    tail = (STATES[:, 1:] @ np.array([2, 1])).astype(np.int64)
+    want = np.stack([[P[i, tail == tail[j]].sum() for j in range(8)] for i in range(8)])
+    np.testing.assert_allclose(got.reshape(8, 8), want, atol=1e-5)
+    with pytest.raises(ConfigError, match="final block"):
+        dae.recon_log_prob(m, p, xt, xs, np.broadcast_to(~mask, xt.shape))
+    M = 20000
+    x, probs = jax.jit(lambda k: dae.sample_recon(k, m, p, jnp.tile(STATES[5], (M, 1))))(
+        jax.random.key(13)
+    )
+    assert tv(histogram(_index(x), 8), P[5]) < tv_tolerance(P[5], M)
+    probs = np.asarray(probs, np.float64)  # the first unit drawn has a constant conditional:
+    se = probs.std(0, ddof=1) / np.sqrt(M)  # so the float32 rounding floor 1e-6 beside 5 s.e.
+    assert np.all(np.abs(probs.mean(0) - marg[5]) <= Z * se + 1e-6)
+    with pytest.raises(ConfigError, match="no closed form"):
+        dae.recon_mean(m, p, xt)
