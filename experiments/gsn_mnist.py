@@ -1,15 +1,14 @@
 """A generative stochastic network with latent state on binarized MNIST (§20.12).
 
-The GSN of egm.models.gsn (Bengio et al. 2014): salt-and-pepper noise on x, tanh hidden
-layers updated bottom-up with Gaussian pre-activation noise, tied-weight Bernoulli
-``p(x | h¹)``, walk-back over ``walkback`` unrolled transitions (0: 2L), Adam.
-``test_csl_loglik``: the consistent lower bound of Bengio, Yao & Cho (2013) on
-``csl_test_size`` test digits from ``csl_chains`` x ``csl_steps`` hidden states of the chain;
+The GSN of egm.models.gsn (Bengio et al. 2014): salt-and-pepper x, tanh layers with Gaussian
+pre- / post-activation noise ``sigma`` / ``post_sigma`` in the ``update`` order (bottom-up, or
+the paper's ``odd_even``: the same for <= 2 layers), tied Bernoulli ``p(x | h¹)``, walk-back
+over ``walkback`` transitions (0: 2L), Adam.  ``test_csl_loglik``: the consistent lower bound
+(Bengio, Yao & Cho 2013) on ``csl_test_size`` test digits, ``csl_chains`` x ``csl_steps`` states;
 ``--score_samples N`` adds the driver's Parzen estimate (the published deep-GSN 214 ± 1.1 is
 on grey test digits, ours on binary ones) and Fréchet distance of N consecutive samples.
-``--discriminative true`` adds the discriminative GSN of §20.12.1 (the chain over y, x
-clamped, trained as it classifies, noise ``disc_*``): ``test_error``, beside that of a sigmoid
-MLP of the same widths, epochs and split trained by cross-entropy (``baseline_test_error``).
+``--discriminative true`` adds the discriminative GSN of §20.12.1 (the chain over y, x clamped,
+noise ``disc_*``): ``test_error``, and a same-size sigmoid MLP's (``baseline_test_error``).
 
     python experiments/gsn_mnist.py                     # default: embedded subset, ~1 min CPU
     python experiments/gsn_mnist.py --config tiny       # smoke test, seconds
@@ -28,7 +27,7 @@ import numpy as np
 from egm import eval, run, train
 from egm.models import gsn, mlp
 from egm.run import directed as rd
-from egm.run.config import MNISTFields, at_least, field, greater_than, in_range
+from egm.run.config import MNISTFields, at_least, field, greater_than, in_range, one_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +36,8 @@ class Config(MNISTFields):
     level: float = field(0.4, check=in_range(0, 1), help="salt-and-pepper probability on x")
     sigma: float = field(2.0, check=at_least(0), help="sd of the hidden pre-activation noise")
     walkback: int = field(0, check=at_least(0), help="unrolled transitions (0: 2 x layers)")
+    update: str = field("gauss_seidel", check=one_of(*gsn.UPDATES), help="layer order (gsn)")
+    post_sigma: float = field(0.0, check=at_least(0), help="sd of the post-activation noise")
     discriminative: bool = field(False, help="also train the p(y|x) GSN and report test error")
     disc_level: float = field(0.1, check=in_range(0, 1), help="its salt-and-pepper level on x")
     disc_sigma: float = field(0.5, check=at_least(0), help="its hidden noise sd")
@@ -66,8 +67,8 @@ PRESETS = {
 
 
 def model(cfg: Config, k: int = 0) -> gsn.GSN:
-    noise = (cfg.disc_level, cfg.disc_sigma) if k else (cfg.level, cfg.sigma)
-    return gsn.GSN(784, rd.sizes(cfg.hidden), *noise, k).check()
+    noise = (cfg.disc_level, cfg.disc_sigma, 0.0) if k else (cfg.level, cfg.sigma, cfg.post_sigma)
+    return gsn.GSN(784, rd.sizes(cfg.hidden), *noise[:2], k, cfg.update, noise[2]).check()
 
 
 steps = lambda cfg: cfg.walkback or 2 * len(rd.sizes(cfg.hidden))  # noqa: E731  (walk-back)
@@ -139,9 +140,9 @@ EXPERIMENT = run.Experiment(
     phases=lambda c: [phase("gsn", 0)] + ([phase("discriminative", 10), phase("baseline", -1)]
                                           if c.discriminative else []),  # fmt: skip
     published=lambda c: {"parzen_test": "gsn_parzen"},
-    describe=lambda c: {"model": f"GSN 784-{c.hidden} tanh, salt-and-pepper {c.level}, hidden "
-                        f"noise sd {c.sigma}, tied Bernoulli p(x|h1); walk-back over {steps(c)} "
-                        f"transitions, Adam lr {c.learning_rate}"},
+    describe=lambda c: {"model": f"GSN 784-{c.hidden} tanh ({c.update}), salt-and-pepper {c.level}"
+                        f", noise sd {c.sigma} / {c.post_sigma} pre / post, tied Bernoulli p(x|h1)"
+                        f"; walk-back {steps(c)} transitions, Adam lr {c.learning_rate}"},
     divergence_hint=lambda c: f"(learning_rate={c.learning_rate})",
 )  # fmt: skip
 

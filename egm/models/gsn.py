@@ -4,20 +4,51 @@ A GSN is a Markov chain over ``(x_k, h_k)`` whose transition is learned:
 
 .. math:: h_k \sim p_θ(h_k \mid h_{k-1}, x_{k-1}), \qquad x_k \sim p_θ(x_k \mid h_k).
 
-Here (the GSN of Bengio et al. 2014, in a Gauss–Seidel variant of their odd/even update): the
-visible state is corrupted by salt-and-pepper noise, ``x̃ = C(x_{k-1})``, then each hidden
-layer ``l = 1..L`` is updated in turn from the new layer below and the previous layer above,
-with Gaussian pre-activation noise,
+Here (the GSN of Bengio et al. 2014): the visible state is corrupted by salt-and-pepper noise,
+``x̃ = C(x_{k-1})``, and the hidden layers ``h^1..h^L`` are updated with Gaussian noise before
+(sd ``sigma``) and after (sd ``post_sigma``, default 0) the activation,
 
-.. math:: h^l_k = \tanh\big(h^{l-1}_k W_l + h^{l+1}_{k-1} W_{l+1}^\top + b_l + σ ε\big),
-          \quad h^0_k = \tilde x,
+.. math:: h^l = \tanh\big(h^{l-1} W_l + h^{l+1} W_{l+1}^\top + b_l + σ ε\big) + σ_{post} ε',
+          \quad h^0 = \tilde x, \quad h^{L+1} W_{L+1}^\top := 0,
 
-and ``p(x_k | h_k) = Π_i Bernoulli(σ(h^1_k W_1^\top + c)_i)`` (tied weights).  **Walk-back
+in one of two orders (``GSN.update``), each a sweep in which a layer reads its neighbours'
+*current* values:
+
+* ``"gauss_seidel"`` (the default): ``l = 1, 2, .., L`` in turn, so ``h^l_k`` reads the new
+  ``h^{l-1}_k`` and the previous ``h^{l+1}_{k-1}``;
+* ``"odd_even"`` (the paper's schedule: the deep GSN's computational graph, Bengio et al.
+  2014, its DBM-inspired figure and §"Experimental validation of GSNs" -- section and figure
+  numbers recalled, not re-read; the schedule itself checked against the authors' released
+  code, yaoli/GSN ``model.py``: ``update_odd_layers`` then ``update_even_layers``).  With
+  ``x`` as layer 0 (even), one transition ``(x_{k-1}, h_{k-1}) → (x_k, h_k)`` is
+  (1) ``x̃ = C(x_{k-1})``; (2) the odd half-step: every odd ``l = 1, 3, ..`` from its even
+  neighbours of the previous state, ``h^{l-1}_{k-1}`` (``x̃`` for ``l = 1``, with the label
+  state ``y_{k-1}`` through ``V``) and ``h^{l+1}_{k-1}``; (3) the even half-step: every
+  even ``l = 2, 4, ..`` from the new odd ``h^{l-1}_k, h^{l+1}_k``, and layer 0: ``p(x_k |
+  h^1_k)`` (and ``p(y_k | h^1_k)``), from which the caller samples ``x_k`` (and ``y_k``).
+  The authors' code corrupts ``x_k`` right after sampling it and keeps ``x̃_k`` as the
+  state; corrupting at the start of the next transition instead is the same chain over
+  ``(x_k, x̃_k, h_k)`` and lets clamps and walk-back targets act on the uncorrupted sample.
+  Noise: pre- and post-activation on every hidden layer, none on ``x`` beyond ``C``.
+
+For ``L ≤ 2`` the two orders are the same transition (``L = 2``: ``h^1`` from ``(x̃,
+h^2_{k-1})``, then ``h^2`` from ``h^1_k`` and ``x`` from ``h^1_k``, in both), and the same key
+draws the same noise for layer ``l`` in either order, so they agree bit for bit; they differ
+from ``L = 3`` on (Gauss–Seidel: ``h^3`` from the new ``h^2``, ``h^2`` from the old ``h^3``;
+odd/even: ``h^3`` from the old ``h^2``, ``h^2`` from the new ``h^3``).  The authors' MNIST
+script (yaoli/GSN ``run_dsn.py``) uses 2 layers of 1500 units, 4 walk-back steps, ``sigma =
+post_sigma = 2``, salt-and-pepper 0.4 and no noise on ``h^1`` (``noiseless_h1``; not offered
+here).
+
+``p(x_k | h_k) = Π_i Bernoulli(σ(h^1_k W_1^\top + c)_i)`` (tied weights).  **Walk-back
 training** unrolls ``K`` steps from each training example ``x`` (``h_0 = 0``) and penalises
 ``-log p(x | h_k)`` at every step (the reconstruction target is always the data), with
 gradients through the hidden chain (the Gaussian noise is reparameterised) and not through
 the sampled ``x_k``.  With ``L = 1`` and ``σ = 0`` the GSN is a DAE whose reconstruction
 distribution is ``p(x | h(x̃))`` (the tests use this exact reduction).
+
+Every function below runs either order (it lives in the model description; no combination
+is refused): they all step the chain through :func:`transition`.
 
 * :func:`transition`, :func:`sample_chain` (``lax.scan``; ``clamp`` keeps observed units);
 * :func:`walkback_loss`;
@@ -51,6 +82,7 @@ from egm.models.dae import check_corruption_level
 __all__ = [
     "GSN",
     "GSNChain",
+    "UPDATES",
     "classify",
     "csl_log_likelihood",
     "init_params",
@@ -62,16 +94,22 @@ __all__ = [
 ]
 
 
+UPDATES = ("gauss_seidel", "odd_even")
+
+
 class GSN(NamedTuple):
     """``x_dim`` visible units, ``hidden`` widths (L layers), salt-and-pepper ``level`` on
     the input, Gaussian pre-activation noise ``sigma``, ``n_classes`` softmax label units of
-    the discriminative GSN (0: none)."""
+    the discriminative GSN (0: none), the layer ``update`` order (``"gauss_seidel"`` or
+    ``"odd_even"``, module docstring) and Gaussian post-activation noise ``post_sigma``."""
 
     x_dim: int
     hidden: tuple[int, ...] = (1500,)
     level: float = 0.4
     sigma: float = 2.0
     n_classes: int = 0
+    update: str = "gauss_seidel"
+    post_sigma: float = 0.0
 
     def check(self) -> GSN:
         """Itself, or a :class:`ConfigError` naming the bad field."""
@@ -79,10 +117,14 @@ class GSN(NamedTuple):
             raise ConfigError(f"a GSN needs x_dim >= 1 and at least one hidden width >= 1, got "
                               f"{self.x_dim}, {tuple(self.hidden)}")  # fmt: skip
         check_corruption_level(self.level, "salt_pepper")
-        if not (math.isfinite(float(self.sigma)) and self.sigma >= 0):
-            raise ConfigError(f"sigma (hidden noise sd) must be finite and >= 0, got {self.sigma}")
+        for name in ("sigma", "post_sigma"):
+            v = float(getattr(self, name))
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"{name} (hidden noise sd) must be finite and >= 0, got {v}")
         if int(self.n_classes) < 0 or int(self.n_classes) == 1:
             raise ConfigError(f"n_classes must be 0 (none) or >= 2, got {self.n_classes}")
+        if self.update not in UPDATES:
+            raise ConfigError(f"update must be one of {list(UPDATES)}, got {self.update!r}")
         return self
 
 
@@ -135,6 +177,14 @@ def _visible_logits(model: GSN, params: dict, h1: Array):
     return x_logits, y_logits
 
 
+def _order(model: GSN) -> list[int]:
+    """Layer indices (0-based: index ``i`` is ``h^{i+1}``) in their update order."""
+    L = len(model.hidden)
+    if model.update == "odd_even":  # odd layers h^1, h^3, .. (even indices) first
+        return [*range(0, L, 2), *range(1, L, 2)]
+    return list(range(L))
+
+
 def transition(
     key: PRNGKeyArray,
     model: GSN,
@@ -143,22 +193,31 @@ def transition(
     hs: tuple[Array, ...],
     y: Float[Array, "*b K"] | None = None,
 ) -> tuple[tuple[Array, ...], Array, Array | None]:
-    """``h_k ~ p(h_k | h_{k-1}, x_{k-1})`` (module docstring): the new hidden layers, and the
-    logits of ``p(x_k | h_k)`` (and of ``p(y_k | h_k)``).  ``y``: the previous label state
-    (one-hot or probabilities) of a discriminative GSN, fed to layer 1 through ``V``."""
+    """``h_k ~ p(h_k | h_{k-1}, x_{k-1})`` in the order ``model.update`` (module docstring):
+    the new hidden layers, and the logits of ``p(x_k | h_k)`` (and of ``p(y_k | h_k)``).
+    ``y``: the previous label state (one-hot or probabilities) of a discriminative GSN, fed
+    to layer 1 through ``V``.  Key layout, the same in both orders: ``split(key, L + 1)``,
+    the first for the corruption, the ``l``-th after it for layer ``h^l``'s noise (split in
+    two, pre and post, when ``post_sigma > 0``)."""
+    model.check()
     L = len(model.hidden)
     keys = jax.random.split(key, L + 1)
-    below = _salt_pepper(keys[0], x, model.level)
+    x_tilde = _salt_pepper(keys[0], x, model.level)
     new = list(hs)
-    for lvl in range(L):
-        a = below @ params["W"][lvl] + params["b"][lvl]
+    for lvl in _order(model):
+        a = (x_tilde if lvl == 0 else new[lvl - 1]) @ params["W"][lvl] + params["b"][lvl]
         if lvl + 1 < L:
-            a = a + hs[lvl + 1] @ params["W"][lvl + 1].T
+            a = a + new[lvl + 1] @ params["W"][lvl + 1].T
         if lvl == 0 and model.n_classes and y is not None:
             a = a + y @ params["V"]
+        k_pre, k_post = jax.random.split(keys[lvl + 1]) if model.post_sigma > 0 else \
+            (keys[lvl + 1], None)  # fmt: skip
         if model.sigma > 0:
-            a = a + model.sigma * jax.random.normal(keys[lvl + 1], a.shape, a.dtype)
-        new[lvl] = below = jnp.tanh(a)
+            a = a + model.sigma * jax.random.normal(k_pre, a.shape, a.dtype)
+        h = jnp.tanh(a)
+        if model.post_sigma > 0:
+            h = h + model.post_sigma * jax.random.normal(k_post, h.shape, h.dtype)
+        new[lvl] = h
     x_logits, y_logits = _visible_logits(model, params, new[0])
     return tuple(new), x_logits, y_logits
 
