@@ -44,6 +44,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from egm.distributions import bernoulli_log_prob
 from egm.errors import ConfigError
 from egm.estimators.gradients import gumbel_softmax, reparam_gaussian, score_function_surrogate
+from egm.random_bits import fast_bernoulli, fast_normal, fast_split
 
 LIKELIHOODS: tuple[str, ...] = ("bernoulli", "gaussian", "logistic")
 ARCHITECTURES: tuple[str, ...] = ("mlp", "conv")
@@ -351,8 +352,11 @@ def sample_latents(
         idx = jax.random.categorical(key, q, axis=-1, shape=(k, *q.shape[:-1]))  # (k, L)
         z = jax.nn.one_hot(idx, q.shape[-1])
         return z, jnp.sum(z * logq, axis=(-2, -1))
-    mu, log_sigma = q
-    z = reparam_gaussian(key, mu, log_sigma, k)
+    mu, log_sigma = jnp.broadcast_arrays(*q)
+    if mu.dtype == jnp.float32:  # reparam_gaussian's draws, without the CPU hash loop
+        z = mu + jnp.exp(log_sigma) * fast_normal(key, (k, *mu.shape))
+    else:
+        z = reparam_gaussian(key, mu, log_sigma, k)
     return z, gaussian_log_prob(mu, log_sigma, z)
 
 
@@ -424,6 +428,8 @@ def elbo(
         return jnp.mean(log_weights(key, model, params, x, k))
     q = model.apply(params, x, method=VAE.encode)
     z, _ = sample_latents(key, model, q, k)
+    if k == 1:  # decode one code, not a stack of one: vmapped, the networks see (B, L) -> (B, D)
+        z = z[0]
     out = model.apply(params, z, method=VAE.decode)
     kl = categorical_kl_uniform(q) if model.latent == "categorical" else gaussian_kl(*q)
     return jnp.mean(output_log_prob(model.likelihood, out, x)) - kl
@@ -501,10 +507,10 @@ def make_loss(
         return elbo(key, model, params, x, k, analytic_kl=analytic_kl)
 
     def loss(params, batch, key):
-        k_bin, k_z = jax.random.split(key)
+        k_bin, k_z = fast_split(key, 2)
         if dynamic_binarization:
-            batch = jax.random.bernoulli(k_bin, batch).astype(jnp.float32)
-        keys = jax.random.split(k_z, batch.shape[0])
+            batch = fast_bernoulli(k_bin, batch)
+        keys = fast_split(k_z, batch.shape[0])
         bounds = jax.vmap(per_example, in_axes=(None, 0, 0))(params, keys, batch)
         value = jnp.mean(bounds)
         return -value, {"bound": value}
@@ -526,11 +532,11 @@ def make_discrete_loss(
         raise ConfigError(f"estimator must be one of {DISCRETE_ESTIMATORS}, got {estimator!r}")
 
     def loss(params, batch, key, step=0):
-        k_bin, k_z = jax.random.split(key)
+        k_bin, k_z = fast_split(key, 2)
         if dynamic_binarization:
-            batch = jax.random.bernoulli(k_bin, batch).astype(jnp.float32)
+            batch = fast_bernoulli(k_bin, batch)
         t = tau(step) if callable(tau) else jnp.asarray(tau, jnp.float32)
-        keys = jax.random.split(k_z, batch.shape[0])
+        keys = fast_split(k_z, batch.shape[0])
         sur, val = jax.vmap(
             lambda kk, x: discrete_elbo_surrogate(kk, model, params, x, estimator, t)
         )(keys, batch)

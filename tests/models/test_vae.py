@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from jax.tree_util import Partial
 
+from egm import random_bits as rb
 from egm.errors import ConfigError
 from egm.estimators.importance import importance_log_likelihood
 from egm.models import vae
@@ -329,6 +330,108 @@ def test_bernoulli_and_gaussian_log_probs():
     s = jnp.exp(ls)
     ref = jnp.sum(-0.5 * ((x - mu) / s) ** 2 - jnp.log(s * jnp.sqrt(2 * jnp.pi)))
     assert float(vae.gaussian_log_prob(mu, ls, x)) == pytest.approx(float(ref), rel=1e-5)
+
+
+def _fast_and_reference_draws():
+    """One jitted function returning pairs (fast draw, ``jax.random`` draw) for one key:
+    split, uniform on an odd-sized (3, 7) range [-1, 2), Bernoulli, normal vmapped over keys."""
+
+    def draws(k, ks, p, split, uniform, normal, bernoulli):
+        return (
+            jax.random.key_data(split(k, 5)), uniform(k, (3, 7), -1.0, 2.0), bernoulli(k, p),
+            jax.vmap(lambda kk: normal(kk, (1, 5)))(ks),
+        )  # fmt: skip
+
+    def ref_uniform(k, s, lo, hi):
+        return jax.random.uniform(k, s, minval=lo, maxval=hi)
+
+    def ref_bernoulli(k, p):
+        return jax.random.bernoulli(k, p).astype(jnp.float32)
+
+    fast = (rb.fast_split, rb.fast_uniform, rb.fast_normal, rb.fast_bernoulli)
+    ref = (jax.random.split, ref_uniform, jax.random.normal, ref_bernoulli)
+
+    @jax.jit
+    def both(k, ks, p):
+        return draws(k, ks, p, *fast), draws(k, ks, p, *ref)
+
+    return both
+
+
+def _assert_fast_draws_equal_jax_random(partitionable):
+    with jax.threefry_partitionable(partitionable):
+        key = jax.random.key(7)
+        got, want = _fast_and_reference_draws()(
+            key, jax.random.split(key, 3), jnp.linspace(0.0, 1.0, 33).reshape(3, 11)
+        )
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(
+            np.asarray(g), np.asarray(w), f"partitionable={partitionable}"
+        )
+
+
+def test_fast_draws_are_jax_randoms_own_stream():
+    """``fast_split`` / ``fast_uniform`` / ``fast_normal`` / ``fast_bernoulli`` (the VAE
+    losses' draws, the Threefry hash unrolled) return bit for bit what ``jax.random``
+    returns for the same key under ``jax_threefry_partitionable=False`` (the experiments'
+    and benchmarks' CPU setting), for odd and even sizes, jitted and vmapped over keys.
+    Exact equality: the same integer hash and the same float operations.  (The other
+    setting and the non-threefry fallback: the slow test below.)"""
+    _assert_fast_draws_equal_jax_random(False)
+
+
+@pytest.mark.slow  # the default test above keeps the claim for the experiments' RNG setting
+def test_fast_draws_partitionable_and_fallback():
+    """As above under ``jax_threefry_partitionable=True`` (JAX's default); an ``rbg`` key
+    falls back to ``jax.random`` (equal by construction)."""
+    _assert_fast_draws_equal_jax_random(True)
+    rbg = jax.random.key(3, impl="rbg")
+    np.testing.assert_array_equal(rb.fast_uniform(rbg, (5,)), jax.random.uniform(rbg, (5,)))
+
+
+def _make_loss_against_jax_random(ks):
+    from egm.distributions import bernoulli_log_prob
+    from egm.estimators.gradients import reparam_gaussian
+
+    m = vae.VAE(x_dim=12, latent_dim=3, hidden=(8,))
+    p = vae.init_params(jax.random.key(0), m)
+    grey = jax.random.uniform(jax.random.key(1), (6, 12))
+
+    def reference(params, batch, key, k):
+        k_bin, k_z = jax.random.split(key)
+        x = jax.random.bernoulli(k_bin, batch).astype(jnp.float32)
+
+        def one(kk, xi):
+            mu, ls = m.apply(params, xi, method=vae.VAE.encode)
+            z = reparam_gaussian(kk, mu, ls, k)
+            ll = bernoulli_log_prob(m.apply(params, z, method=vae.VAE.decode), xi)
+            return jnp.mean(ll) - vae.gaussian_kl(mu, ls)
+
+        return -jnp.mean(jax.vmap(one)(jax.random.split(k_z, x.shape[0]), x))
+
+    losses = [vae.make_loss(m, "elbo", k, dynamic_binarization=True) for k in ks]
+
+    @jax.jit
+    def both(pp, b, kk):
+        return [(loss(pp, b, kk)[0], reference(pp, b, kk, k)) for loss, k in zip(losses, ks, strict=True)]  # fmt: skip
+
+    for got, want in both(p, grey, jax.random.key(4)):
+        assert float(got) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_make_loss_draws_the_jax_random_stream():
+    """``make_loss`` with k = 1 (dynamic binarization, per-example keys, reparameterised
+    draws, the decoder fed the one code) equals the same loss written with ``jax.random``,
+    ``reparam_gaussian`` and ``egm.distributions.bernoulli_log_prob`` (the definition before
+    the fast draws): the same draws, so the values agree to float32 round-off of sums of
+    ~20 terms of size ~10 (rel 1e-5)."""
+    _make_loss_against_jax_random((1,))
+
+
+@pytest.mark.slow  # test_make_loss_draws_the_jax_random_stream keeps the claim for k = 1
+def test_make_loss_draws_the_jax_random_stream_k3():
+    """As above with k = 3 draws per example (the stack of codes decoded together)."""
+    _make_loss_against_jax_random((3,))
 
 
 @pytest.mark.parametrize(
