@@ -260,7 +260,10 @@ def test_pythae_vae_conversion(budget):
 
 
 @pytest.mark.parametrize(
-    ("pair", "peer"), [("vae", "pythae"), ("nade", "torch"), ("rbm", "sklearn")]
+    ("pair", "peer"),
+    # rbm-sklearn (12 s, the one pair CI's install can run) in the slow suite: the default
+    # suite's budget; the budget helpers' unit tests above stay in the default suite
+    [("vae", "pythae"), ("nade", "torch"), pytest.param("rbm", "sklearn", marks=pytest.mark.slow)],
 )
 def test_budget_quick(budget, capsys, pair, peer):
     """A ``--quick`` run of one pair: one JSON line (the only stdout), the protocol's keys,

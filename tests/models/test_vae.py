@@ -419,6 +419,7 @@ def _make_loss_against_jax_random(ks):
         assert float(got) == pytest.approx(float(want), rel=1e-5)
 
 
+@pytest.mark.slow  # test_fast_draws_are_jax_randoms_own_stream keeps the bit-equality claim
 def test_make_loss_draws_the_jax_random_stream():
     """``make_loss`` with k = 1 (dynamic binarization, per-example keys, reparameterised
     draws, the decoder fed the one code) equals the same loss written with ``jax.random``,
@@ -428,7 +429,7 @@ def test_make_loss_draws_the_jax_random_stream():
     _make_loss_against_jax_random((1,))
 
 
-@pytest.mark.slow  # test_make_loss_draws_the_jax_random_stream keeps the claim for k = 1
+@pytest.mark.slow  # as above, with k = 3 draws per example
 def test_make_loss_draws_the_jax_random_stream_k3():
     """As above with k = 3 draws per example (the stack of codes decoded together)."""
     _make_loss_against_jax_random((3,))
