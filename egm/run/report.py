@@ -86,7 +86,7 @@ def _schedule(res: dict) -> str:
         return "no training"
     total = sum(p or 0 for p in paper)
     frac = s.get("fraction_of_paper")
-    txt = f"{run} of {total} epochs" + (f" ({100 * frac:.2g} %)" if frac is not None else "")
+    txt = f"{run} of {total} epochs" + (f" ({100 * frac:.3g} %)" if frac is not None else "")
     differs = [f for f in s.get("differs_from_paper", []) if f not in ("seed",)]
     if differs:
         shown = ", ".join(differs[:4]) + (", ..." if len(differs) > 4 else "")

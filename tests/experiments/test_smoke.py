@@ -873,8 +873,9 @@ def _run_case(name: str, wd: Path):
 #: test_smoke[dbm_mnist] (the DBM evaluation path); gan_2d (8 s) — test_smoke[gmmn_2d] (the
 #: same toy2d implicit hooks), test_smoke[gan_mnist] (the GAN's multi-player step) and
 #: tests/data/test_data_toy.py (ring_mode_coverage).  Then (604 s): dbm_mnist (22 s) —
-#: test_smoke[dbn_mnist] (the family's kill-and-resume), tests/experiments/test_experiment_dbm.py,
-#: tests/eval/test_likelihood.py (the DBM bracket against exact answers); grbm_mnist (13 s) —
+#: test_smoke[dbn_mnist] (the family's kill-and-resume), tests/estimators/test_ais.py and
+#: tests/eval/test_likelihood.py (DBM AIS and the DBM bracket against exact answers),
+#: test_experiment_dbm.py's config checks; grbm_mnist (13 s) —
 #: tests/energies/test_grbm.py and test_smoke[grbm_patches] (the same GRBM and driver);
 #: dae_mnist (9 s) — tests/models/test_dae.py (every output, clamping, walk-back) and
 #: test_smoke[dae_2d]; gsn_mnist (8 s) — tests/models/test_gsn.py, test_gsn_order.py.
