@@ -203,9 +203,13 @@ def fast_bernoulli(key: PRNGKeyArray, p: Float[Array, "..."]) -> Float[Array, ".
     return (fast_uniform(key, p.shape) < p).astype(jnp.float32)
 
 
-def fast_normal(key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "..."]:
-    """``jax.random.normal(key, shape)`` (float32): ``sqrt 2 * erfinv(u)``, ``u`` uniform on
-    ``(-1, 1)``, the same numbers."""
+def fast_normal(
+    key: PRNGKeyArray, shape: tuple[int, ...], dtype=jnp.float32
+) -> Float[Array, "..."]:
+    """``jax.random.normal(key, shape, dtype)``: for float32, ``sqrt 2 * erfinv(u)``, ``u``
+    uniform on ``(-1, 1)``, the same numbers; other dtypes fall back to ``jax.random``."""
+    if jnp.dtype(dtype) != jnp.float32:
+        return jax.random.normal(key, shape, dtype)
     lo = float(np.nextafter(np.float32(-1.0), np.float32(0.0)))
     u = fast_uniform(key, shape, lo, 1.0)
     return jnp.float32(math.sqrt(2.0)) * jax.lax.erf_inv(u)

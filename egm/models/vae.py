@@ -352,11 +352,8 @@ def sample_latents(
         idx = jax.random.categorical(key, q, axis=-1, shape=(k, *q.shape[:-1]))  # (k, L)
         z = jax.nn.one_hot(idx, q.shape[-1])
         return z, jnp.sum(z * logq, axis=(-2, -1))
-    mu, log_sigma = jnp.broadcast_arrays(*q)
-    if mu.dtype == jnp.float32:  # reparam_gaussian's draws, without the CPU hash loop
-        z = mu + jnp.exp(log_sigma) * fast_normal(key, (k, *mu.shape))
-    else:
-        z = reparam_gaussian(key, mu, log_sigma, k)
+    mu, log_sigma = q
+    z = reparam_gaussian(key, mu, log_sigma, k, normal=fast_normal)  # same draws, no hash loop
     return z, gaussian_log_prob(mu, log_sigma, z)
 
 
