@@ -133,17 +133,24 @@ def frame_biases(
     return params.b_v + u @ params.W_uv, params.b_h + u @ params.W_uh
 
 
+def _log_probs_and_biases(params, rolls):
+    """``(log p(v_t | v_{<t}), b_v^t, b_h^t)`` of every frame of ``rolls (*N, T, V)``: the RNN
+    once, then every frame's NADE conditionals in one batched :func:`nade_logits` call."""
+    flat = rolls.reshape(-1, *rolls.shape[-2:])
+    b_v, b_h = jax.vmap(frame_biases, in_axes=(None, 0))(params, flat)
+    V, H = flat.shape[-1], params.W.shape[1]
+    v = flat.reshape(-1, V)
+    logits = nade.nade_logits(params.W, b_h.reshape(-1, H), params.V, b_v.reshape(-1, V), v)
+    lead = rolls.shape[:-1]
+    return (bernoulli_log_prob(logits, v).reshape(lead), b_v.reshape(*lead, V),
+            b_h.reshape(*lead, H))  # fmt: skip
+
+
 @jax.jit
 def frame_log_probs(params: RNNNADEParams, rolls: Float[Array, "*N T V"]) -> Float[Array, "*N T"]:
     """Exact ``log p(v_t | v_{<t})`` (nats) of every frame of one or more (padded) sequences;
     padding frames get a value too (mask it)."""
-    flat = rolls.reshape(-1, *rolls.shape[-2:])
-    b_v, b_h = jax.vmap(frame_biases, in_axes=(None, 0))(params, flat)
-    V = flat.shape[-1]
-    v = flat.reshape(-1, V)
-    logits = nade.nade_logits(params.W, b_h.reshape(v.shape[0], -1), params.V,
-                              b_v.reshape(-1, V), v)  # fmt: skip
-    return bernoulli_log_prob(logits, v).reshape(rolls.shape[:-1])
+    return _log_probs_and_biases(params, rolls)[0]
 
 
 def sequence_objective():
@@ -152,7 +159,7 @@ def sequence_objective():
     Σ mask`` (back-propagation through time); metric ``loss`` (its value, nats per step)."""
 
     def loss(params, batch, key):
-        ll = frame_log_probs(params, batch["rolls"])
+        ll = _log_probs_and_biases(params, batch["rolls"])[0]
         return -jnp.sum(batch["mask"] * ll) / jnp.maximum(jnp.sum(batch["mask"]), 1.0)
 
     return loss_objective(loss)
@@ -170,10 +177,7 @@ def frame_nade_objective():
     return loss_objective(loss)
 
 
-@jax.jit
-def _split_ll(params, rolls):
-    b_v, b_h = jax.vmap(frame_biases, in_axes=(None, 0))(params, rolls)
-    return frame_log_probs(params, rolls), b_v, b_h
+_split_ll = jax.jit(_log_probs_and_biases)
 
 
 def split_log_likelihood(
