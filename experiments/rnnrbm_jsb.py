@@ -14,6 +14,7 @@ published: -6.27 nats per step for the RNN-RBM, -5.56 for the RNN-NADE (recalled
     python experiments/rnnrbm_jsb.py --config paper       # the paper's sizes, 200 epochs
     python experiments/rnnrbm_jsb.py --model crbm --order 3
     python experiments/rnnrbm_jsb.py --model rnn_nade    # exact likelihood per step
+    python experiments/rnnrbm_jsb.py --config paper --model rnn_nade --patience 20  # early stopping
 
 Outputs in ``--workdir``: results.json, metrics.jsonl, checkpoints/, generated.png (a sampled
 piano roll) and, with pretty_midi installed (``pip install egm[midi]``), generated.mid.
@@ -43,6 +44,9 @@ class Config(RunFields):
     batch_size: int = field(10, check=at_least(1), help="sequences per update")
     pretrain_batch_size: int = field(100, check=at_least(1), help="frames per RBM update")
     learning_rate: float = field(1e-3, check=greater_than(0), sweep=True)
+    patience: int | None = field(None, check=at_least(0), help="keep the epoch of the best exact "
+                                 "validation likelihood; stop after this many epochs without a "
+                                 "better one (0: train every epoch; unset: keep the last epoch)")  # fmt: skip
     eval_splits: str = field("test", check=one_of("valid,test", "test"), eval_only=True)
     loglik: str = field("auto", check=one_of("auto", "exact", "ais"), eval_only=True)
     ais_chains: int = field(16, check=at_least(2), eval_only=True)
@@ -56,6 +60,10 @@ class Config(RunFields):
     def check(self) -> None:
         if self.model == "rnn_nade" and self.loglik == "ais":
             raise ConfigError("the RNN-NADE's likelihood is exact; --loglik ais is for the RBMs")
+        if self.patience is not None and sequence.loglik_method(self) != "exact":
+            raise ConfigError("--patience selects on the exact validation likelihood, which each "
+                              "epoch needs: use --model rnn_nade or an RBM with n_hidden <= 16 "
+                              "(AIS per epoch is too slow); or leave --patience unset")  # fmt: skip
 
 
 PRESETS = {

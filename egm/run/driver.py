@@ -9,6 +9,9 @@ what to evaluate and which pictures to draw.  :func:`run` owns everything else:
   stacked and the epoch vmapped, so N models train in one jitted call; with several devices
   the sweep axis is sharded over a mesh (:mod:`egm.train.shard`), or, for one model, the
   minibatch is (``data_parallel=True``);
+- selection on validation and early stopping (``Phase.select``: a monitored validation loss;
+  each member keeps its best epoch's state, and training stops after ``patience`` epochs
+  without a better one);
 - orbax checkpoints every ``checkpoint_every`` epochs and resume with the same-run check (a
   killed run restarted with the same command continues where it stopped and ends with the same
   parameters as an uninterrupted run: epoch keys are ``fold_in(root, epoch)``);
@@ -60,6 +63,13 @@ class Phase:
     a binary model...); ``monitor(cfg, data, state, key, epoch) -> dict``: host-side
     evaluations after an epoch (it decides its own cadence); ``check_epoch(epoch, metrics)``:
     extra stop rules such as a frozen sampler (:func:`egm.train.check_acceptance`).
+
+    ``select``: the name of a ``monitor`` metric to minimise (a validation loss): the phase
+    then hands on each member's state of the epoch where that metric was lowest, not the
+    last one, and with ``patience(cfg) = p > 0`` stops once every member has gone ``p``
+    monitored epochs without a lower value (early stopping).  The best states, their epochs
+    and values ride in the checkpoints, so a killed run resumes with nothing lost, and each
+    member's results say which epoch was kept (``selection``).
     """
 
     name: str
@@ -72,6 +82,8 @@ class Phase:
     monitor: Callable[..., dict] | None = None
     check_epoch: Callable[[int, dict], None] | None = None
     params_of: Callable[[Any], Any] = lambda state: state.params
+    select: str | None = None
+    patience: Callable[[Any], int] = lambda cfg: int(getattr(cfg, "patience", 0) or 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +187,7 @@ class _Run:
         self.wd = Workdir(cfg.workdir)
         self.t0 = time.perf_counter()
         self.epoch_seconds: dict[str, list[float]] = {}
+        self.selection: dict[str, list[dict]] = {}  # phase -> each member's kept epoch
         roots = [jax.random.key(getattr(m, "seed", 0)) for m in members]
         self.keys = [
             dict(zip(("init", "train", "eval", "pics"), jax.random.split(r, 4), strict=True))
@@ -317,14 +330,17 @@ class _Run:
         state = states[0] if n == 1 else sweeplib.stack(states)
         epoch_fn, state, train_data = self.place(step, batch, state, train_data, per_member)
         ckpt = Checkpointer(ckpt_dir, every=getattr(cfg, "checkpoint_every", 1))
+        best = None if phase.select is None else _Best(phase, cfg, state, n)
+        pack = (lambda s: s) if best is None else best.pack
         start = 0
         last = ckpt.latest_epoch()
         if last is not None:
-            _, state = ckpt.restore(state)
+            _, tree = ckpt.restore(pack(state))
             if jax.device_count() == 1:  # restored arrays are committed, fresh ones are not:
                 # place both alike so that jitted evaluations do not recompile after a resume
-                state = jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)), state)
-            start = last + 1
+                tree = jax.tree_util.tree_map(_uncommit, tree)
+            state = tree if best is None else best.unpack(tree)
+            start = n_epochs if best is not None and best.stopped else last + 1
             log(f"{self.wd.path}: phase {phase.name!r}: resuming after epoch {last}")
         self.wd.truncate_metrics(
             lambda rec, name=phase.name, upto=start: (
@@ -372,13 +388,23 @@ class _Run:
                         if isinstance(v, float | list)
                     },
                 )
+            if best is not None:
+                best.update(e, m, state)
             self.wd.log_metrics(
                 {"phase": phase.name, "epoch": e, **m, "wall_s": time.perf_counter() - self.t0}
             )
-            ckpt.save(e, state, force=e == n_epochs - 1)
+            stop = best is not None and best.stopped
+            ckpt.save(e, pack(state), force=stop or e == n_epochs - 1)
             bar.set_postfix({k: f"{v:.4g}" for k, v in list(m.items())[:3] if isinstance(v, float)})
+            if stop:
+                log(f"{phase.name}: no better {phase.select} for {best.patience} epochs: stopped "
+                    f"after epoch {e}")  # fmt: skip
+                break
         ckpt.close()
-        return list(self._members_of(state))
+        if best is None:
+            return list(self._members_of(state))
+        self.selection[phase.name] = best.summary()
+        return list(self._members_of(best.state))
 
     def _members_of(self, state: Any) -> list:
         return [state] if self.n == 1 else sweeplib.unstack(state)
@@ -462,6 +488,9 @@ class _Run:
                 f"{self.exp.name}: evaluate/describe return driver-owned keys {sorted(clash)}; "
                 f"declare published figures with Experiment.published and rename the others"
             )
+        for j, r in enumerate(members):  # which epoch each selecting phase kept (Phase.select)
+            if self.selection:
+                r["selection"] = {k: v[j] for k, v in self.selection.items()}
         out: dict[str, Any] = {
             "experiment": self.exp.name,
             **described,
@@ -493,8 +522,101 @@ class _Run:
         return out
 
 
-_RESERVED = {"published", "schedule", "command", "preset", "experiment", "config", "sweep"}
+_RESERVED = {
+    "published",
+    "schedule",
+    "command",
+    "preset",
+    "experiment",
+    "config",
+    "sweep",
+    "selection",
+}
 _NOT_RUN_FIELDS = ("workdir", "progress")  # where and how a run shows itself, not what it is
+
+
+def _uncommit(x: Any) -> Any:
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(
+            jnp.asarray(np.asarray(jax.random.key_data(x))), impl=jax.random.key_impl(x)
+        )
+    return jnp.asarray(np.asarray(x))
+
+
+class _Best:
+    """Each member's best state so far on ``phase.select`` (lower is better), with the epoch
+    and value it was reached at and the monitored epochs since; :meth:`pack` puts them in the
+    checkpointed tree beside the running state.  Values are compared in float32, the type
+    they are checkpointed in, so a resumed run keeps exactly the epochs an uninterrupted one
+    keeps."""
+
+    def __init__(self, phase: Phase, cfg: Any, state: Any, n: int):
+        self.key, self.n, self.phase = phase.select, n, phase.name
+        self.patience = int(phase.patience(cfg))
+        if self.patience < 0:
+            raise ConfigError(f"patience must be >= 0 (0: no early stopping), got {self.patience}")
+        self.state = jax.tree_util.tree_map(lambda x: x.copy(), state)  # the epoch donates state
+        self.value = np.full(n, np.inf, np.float32)
+        self.epoch = np.full(n, -1, np.int32)
+        self.since = np.zeros(n, np.int32)
+        self.last = -1
+        self.stopped = False
+
+    def pack(self, state: Any) -> dict:
+        return {
+            "state": state, "best": self.state, "value": jnp.asarray(self.value),
+            "epoch": jnp.asarray(self.epoch), "since": jnp.asarray(self.since),
+            "last": jnp.asarray(self.last, jnp.int32), "stopped": jnp.asarray(self.stopped),
+        }  # fmt: skip
+
+    def unpack(self, tree: dict) -> Any:
+        self.state = tree["best"]
+        self.value, self.epoch, self.since = (
+            np.array(tree[k], dt) for k, dt in (("value", np.float32), ("epoch", np.int32),
+                                                ("since", np.int32))
+        )  # fmt: skip
+        self.last, self.stopped = int(tree["last"]), bool(tree["stopped"])
+        return tree["state"]
+
+    def update(self, e: int, metrics: dict, state: Any) -> None:
+        self.last = e
+        if metrics.get(self.key) is None:
+            return  # the monitor did not evaluate this epoch
+        v = np.asarray(metrics[self.key], np.float32).reshape(self.n)
+        better = v < self.value
+        self.value = np.where(better, v, self.value)
+        self.epoch = np.where(better, e, self.epoch).astype(np.int32)
+        self.since = np.where(better, 0, self.since + 1).astype(np.int32)
+        if better.all():
+            self.state = jax.tree_util.tree_map(lambda x: x.copy(), state)
+        elif better.any():
+            mask = jnp.asarray(better)
+            self.state = jax.tree_util.tree_map(
+                lambda s, b: _where_members(mask, s, b), state, self.state
+            )
+        self.stopped = self.patience > 0 and bool(np.all(self.since >= self.patience))
+
+    def summary(self) -> list[dict]:
+        if np.any(self.epoch < 0):
+            raise ValueError(
+                f"phase {self.phase!r} selects on {self.key!r}, which its monitor never reported"
+            )
+        return [
+            {
+                "criterion": self.key,
+                "best_epoch": int(self.epoch[j]),
+                "best_value": float(self.value[j]),
+                "epochs_trained": self.last + 1,
+                "patience": self.patience,
+                "stopped_early": self.stopped,
+            }  # fmt: skip
+            for j in range(self.n)
+        ]
+
+
+def _where_members(mask: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
+    """Members (leading axis) of ``new`` where ``mask``, else of ``old``."""
+    return jnp.where(mask.reshape(mask.shape + (1,) * (new.ndim - 1)), new, old)
 
 
 def _diff(a: Any, b: Any) -> list[str]:

@@ -4,7 +4,7 @@ RNN-RBM or conditional RBM experiment on a polyphonic set (experiments/rnnrbm_js
 The experiment's config carries the fields read here: ``model`` ("rnn_rbm", "crbm" or
 "rnn_nade"),
 ``n_hidden``, ``n_recurrent``, ``order``, ``k``, ``pretrain_epochs``, ``pretrain_batch_size``,
-``learning_rate``, ``eval_splits``, ``loglik``, ``ais_chains``, ``ais_temps``, ``acc_chains``,
+``learning_rate``, ``patience``, ``eval_splits``, ``loglik``, ``ais_chains``, ``ais_temps``, ``acc_chains``,
 ``acc_sweeps``, ``gen_steps``, ``gen_sweeps`` and ``seed``.
 """
 
@@ -84,7 +84,10 @@ def init_train(c: Any, d: polyphonic.Polyphonic, key: jax.Array, done: dict) -> 
 def phases(c: Any) -> list[Phase]:
     """Pretraining (when ``pretrain_epochs`` > 0), then CD-k through time
     (:func:`egm.models.rnn_rbm.sequence_objective`) or, for the RNN-NADE, the exact gradient
-    through time (:func:`egm.models.rnn_nade.sequence_objective`)."""
+    through time (:func:`egm.models.rnn_nade.sequence_objective`).  With ``patience`` set, the
+    training phase keeps the epoch of the best exact validation log-likelihood per step and
+    stops after ``patience`` epochs without a better one (0: trains every epoch); the driver
+    does the selection (:class:`egm.run.Phase` ``select``)."""
 
     def step(c, d, done):
         obj = (
@@ -92,8 +95,24 @@ def phases(c: Any) -> list[Phase]:
         )
         return make_step(obj, adam(c.learning_rate))
 
-    train = Phase(name="train", init=init_train, step=step)
+    select = None if c.patience is None else "valid_nll_per_step"
+    train = Phase(name="train", init=init_train, step=step, select=select,
+                  monitor=None if select is None else _valid_monitor)  # fmt: skip
     return ([pretrain_phase()] if c.pretrain_epochs else []) + [train]
+
+
+def _exact_log_likelihood(c: Any, params: Any, s: polyphonic.PianoRolls) -> tuple:
+    """``(ll, v, b_v, b_h)`` of a split with an exact ``log p(v_t | v_<t)``."""
+    if c.model == "rnn_nade":
+        return rnn_nade.split_log_likelihood(params, s.rolls, s.mask)
+    return seq.split_log_likelihood_exact(params, s.rolls, s.mask)
+
+
+def _valid_monitor(c: Any, d: polyphonic.Polyphonic, state: Any, key: jax.Array, e: int) -> dict:
+    """The exact negative log-likelihood per step of the validation split (the selection
+    criterion)."""
+    ll = _exact_log_likelihood(c, state.params, d.splits["valid"])[0]
+    return {"valid_nll_per_step": -float(np.mean(ll))}
 
 
 def loglik_method(c: Any) -> str:
@@ -115,10 +134,8 @@ def evaluate(c: Any, d: polyphonic.Polyphonic, done: dict, key: jax.Array) -> di
     for split in c.eval_splits.split(","):
         s = d.splits[split]
         extra, more = {}, {}
-        if c.model == "rnn_nade":
-            ll, v, b_v, b_h = rnn_nade.split_log_likelihood(params, s.rolls, s.mask)
-        elif method == "exact":
-            ll, v, b_v, b_h = seq.split_log_likelihood_exact(params, s.rolls, s.mask)
+        if method == "exact":
+            ll, v, b_v, b_h = _exact_log_likelihood(c, params, s)
         else:
             v, b_v, b_h = seq.split_frames(params, s.rolls, s.mask)
             log_z, se = map(np.asarray, seq.log_partition_ais(

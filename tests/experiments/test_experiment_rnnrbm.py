@@ -17,7 +17,9 @@ def test_bad_config_values_are_refused():
     mod = load_experiment("rnnrbm_jsb")
     for argv, match in ((["--model", "lstm"], "model"), (["--k", "0"], "k"),
                         (["--loglik", "pseudo"], "loglik"),
-                        (["--model", "rnn_nade", "--loglik", "ais"], "exact")):  # fmt: skip
+                        (["--model", "rnn_nade", "--loglik", "ais"], "exact"),
+                        (["--n_hidden", "32", "--patience", "5"], "exact validation"),
+                        (["--model", "rnn_nade", "--patience", "-1"], "patience")):  # fmt: skip
         with pytest.raises(ConfigError, match=match):
             cfglib.parse_args(mod.PRESETS, ["--config", "tiny", *argv])
 
