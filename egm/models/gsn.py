@@ -37,8 +37,10 @@ draws the same noise for layer ``l`` in either order, so they agree bit for bit;
 from ``L = 3`` on (Gauss–Seidel: ``h^3`` from the new ``h^2``, ``h^2`` from the old ``h^3``;
 odd/even: ``h^3`` from the old ``h^2``, ``h^2`` from the new ``h^3``).  The authors' MNIST
 script (yaoli/GSN ``run_dsn.py``) uses 2 layers of 1500 units, 4 walk-back steps, ``sigma =
-post_sigma = 2``, salt-and-pepper 0.4 and no noise on ``h^1`` (``noiseless_h1``; not offered
-here).
+post_sigma = 2``, salt-and-pepper 0.4 and no noise on ``h^1`` (``noiseless_h1=True`` here:
+``h^1`` then gets neither pre- nor post-activation noise, as in the authors' ``model.py``;
+the other layers keep both, and every layer keeps its key, so the noise drawn for ``h^2..``
+does not move).
 
 ``p(x_k | h_k) = Π_i Bernoulli(σ(h^1_k W_1^\top + c)_i)`` (tied weights).  **Walk-back
 training** unrolls ``K`` steps from each training example ``x`` (``h_0 = 0``) and penalises
@@ -101,7 +103,8 @@ class GSN(NamedTuple):
     """``x_dim`` visible units, ``hidden`` widths (L layers), salt-and-pepper ``level`` on
     the input, Gaussian pre-activation noise ``sigma``, ``n_classes`` softmax label units of
     the discriminative GSN (0: none), the layer ``update`` order (``"gauss_seidel"`` or
-    ``"odd_even"``, module docstring) and Gaussian post-activation noise ``post_sigma``."""
+    ``"odd_even"``, module docstring), Gaussian post-activation noise ``post_sigma``, and
+    ``noiseless_h1``: no noise (pre or post) on the first hidden layer (the authors' recipe)."""
 
     x_dim: int
     hidden: tuple[int, ...] = (1500,)
@@ -110,6 +113,7 @@ class GSN(NamedTuple):
     n_classes: int = 0
     update: str = "gauss_seidel"
     post_sigma: float = 0.0
+    noiseless_h1: bool = False
 
     def check(self) -> GSN:
         """Itself, or a :class:`ConfigError` naming the bad field."""
@@ -212,10 +216,11 @@ def transition(
             a = a + y @ params["V"]
         k_pre, k_post = jax.random.split(keys[lvl + 1]) if model.post_sigma > 0 else \
             (keys[lvl + 1], None)  # fmt: skip
-        if model.sigma > 0:
+        quiet = lvl == 0 and model.noiseless_h1
+        if model.sigma > 0 and not quiet:
             a = a + model.sigma * jax.random.normal(k_pre, a.shape, a.dtype)
         h = jnp.tanh(a)
-        if model.post_sigma > 0:
+        if model.post_sigma > 0 and not quiet:
             h = h + model.post_sigma * jax.random.normal(k_post, h.shape, h.dtype)
         new[lvl] = h
     x_logits, y_logits = _visible_logits(model, params, new[0])

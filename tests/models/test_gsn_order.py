@@ -291,3 +291,19 @@ def test_odd_even_discriminative_chain_follows_the_schedule():
     probs = jax.jit(lambda k: gsn.classify(k, m, p, jnp.asarray(X), 2))(jax.random.key(1))
     (_, _, q1), (_, _, q2) = ref
     _close(probs, _R((q1.v + q2.v) / 2, (q1.e + q2.e) / 2 + U * (q1.v + q2.v)))
+
+
+def test_noiseless_h1_leaves_the_first_layer_and_the_visible_logits_noise_free():
+    """``noiseless_h1``: with σ = σ_post = 2 on a 2-layer net (no corruption), one transition
+    gives ``h¹`` and the visible logits bit for bit as the noise-free net does (``h¹`` reads
+    only the given state), whatever the key, while ``h²`` still gets its noise."""
+    quiet, p = _net((4, 5), sigma=2.0, post=2.0)
+    quiet = quiet._replace(noiseless_h1=True)
+    plain = quiet._replace(sigma=0.0, post_sigma=0.0, noiseless_h1=False)
+    h = _state(quiet)
+    ref, ref_logits, _ = gsn.transition(jax.random.key(0), plain, p, X, h)
+    for seed in (1, 2):
+        new, logits, _ = gsn.transition(jax.random.key(seed), quiet, p, X, h)
+        np.testing.assert_array_equal(new[0], ref[0])
+        np.testing.assert_array_equal(logits, ref_logits)
+        assert np.max(np.abs(np.asarray(new[1]) - np.asarray(ref[1]))) > 0.1
