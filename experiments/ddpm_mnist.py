@@ -6,13 +6,13 @@ scaled to x_0 = 2k/255 - 1 in [-1, 1]; ε-prediction trained on L_simple; revers
 test bound L = L_0 + Σ L_{t-1} + L_T bounds the *discrete* negative log-likelihood of the
 8-bit digits (no dequantisation: bits/dim = L / (784 ln 2)); one draw of x_t per step and
 digit, EMA weights, x̂_0 clipped to [-1, 1] (their code).  Ho et al. use T = 1000 and a U-Net
-of 35.7M parameters for 800k steps; the CPU presets here are a small MLP ε_θ and few steps,
-labelled so in the results.  Samples (ancestral, EMA) are quantised to the 256 levels;
-``--score_samples 1000`` adds the driver's Fréchet distance (egm.eval.scores) of that many.
+of 35.7M parameters for 800k steps; ``--net unet`` is that U-Net scaled to 28 x 28
+(egm.models.diffusion.EpsUNet), the CPU presets a small MLP ε_θ and few steps (labelled so).
+Samples (ancestral, EMA) are quantised to the 256 levels; ``--score_samples 1000`` adds the
+driver's Fréchet distance (egm.eval.scores) of that many.
 
     python experiments/ddpm_mnist.py                          # default: embedded subset, 188 s CPU
     python experiments/ddpm_mnist.py --config tiny            # smoke test, seconds
-    python experiments/ddpm_mnist.py --score_samples 1000     # + Fréchet distance of 1000 samples
     python experiments/ddpm_mnist.py --config paper --source idx --data_dir ../shared/data/mnist
 """
 
@@ -39,7 +39,10 @@ D = 784
 class Config(MNISTFields):
     n_steps: int = field(200, check=at_least(1), help="diffusion steps T (Ho et al.: 1000)")
     schedule: str = field("linear", check=one_of(*dm.SCHEDULES))
+    net: str = field("mlp", check=one_of("mlp", "unet"), help="ε_θ: an MLP or a U-Net (EpsUNet)")
     hidden: str = field("1024,1024", check=rd.sizes_ok, help="widths of the MLP ε_θ")
+    channels: int = field(32, check=at_least(4), help="U-Net base width (Ho et al.: 128)")
+    res_blocks: int = field(1, check=at_least(1), help="U-Net blocks per level (Ho et al.: 2)")
     n_train: int = field(0, check=at_least(0), help="0: the whole split")
     n_test: int = field(500, check=at_least(0), eval_only=True, help="0: every test digit")
     epochs: int = field(120, check=at_least(1))
@@ -54,10 +57,9 @@ PRESETS = {"default": Config(),
     "tiny": Config(n_steps=8, hidden="32", n_train=256, n_test=32, epochs=1, batch_size=64,
                    n_samples=16, progress=False, workdir="runs/ddpm_mnist_tiny"),
     # Ho et al.'s schedule (T = 1000, linear 1e-4..0.02, Adam 2e-4, batch 128, EMA 0.9999,
-    # 800k steps = 1707 epochs of 60k), still with the MLP ε_θ (no U-Net here)
-    "paper": Config(source="auto", n_steps=1000, hidden="2048,2048,2048", n_test=0,
-                    epochs=1707, learning_rate=2e-4, ema_decay=0.9999,
-                    workdir="runs/ddpm_mnist_paper"),
+    # 800k steps = 1707 epochs of 60k) and U-Net widths (128, 2 blocks; 3 levels at 28 x 28)
+    "paper": Config(source="auto", n_steps=1000, net="unet", channels=128, res_blocks=2, n_test=0,
+                    epochs=1707, learning_rate=2e-4, ema_decay=0.9999, workdir="runs/ddpm_mnist_paper"),
 }  # fmt: skip
 
 
@@ -71,7 +73,7 @@ def load(cfg: Config) -> DDPMData:
                     splits=grey.splits, source=grey.source, protocol=protocol)  # fmt: skip
 
 
-net = lambda cfg: dm.EpsMLP(rd.sizes(cfg.hidden))  # noqa: E731
+net = lambda cfg: dm.EpsUNet(channels=cfg.channels, num_res_blocks=cfg.res_blocks) if cfg.net == "unet" else dm.EpsMLP(rd.sizes(cfg.hidden))  # noqa: E731  # fmt: skip
 schedule = lambda cfg: dm.named_schedule(cfg.schedule, cfg.n_steps)  # noqa: E731
 
 
@@ -129,9 +131,10 @@ EXPERIMENT = run.Experiment(
         sample(cfg, d, done, key, cfg.n_samples), (28, 28)), "DDPM samples (EMA weights)")},
     score_splits=lambda c, d: d.splits,
     describe=lambda cfg: {
-        "model": f"DDPM, ε-prediction MLP {cfg.hidden} (SiLU, sinusoidal step embedding; a "
-        f"small net for CPU, not Ho et al.'s U-Net), T = {cfg.n_steps} (Ho et al.: 1000), "
-        f"{cfg.schedule} schedule, σ_t² = β_t",
+        "model": "DDPM, ε-prediction " + (f"U-Net {cfg.channels} x (1, 2, 2) channels, {cfg.res_blocks}"
+        " residual blocks per level, attention at 7 x 7 (Ho et al.'s, scaled to 28 x 28)" if cfg.net ==
+        "unet" else f"MLP {cfg.hidden} (SiLU, sinusoidal step embedding; a small net for CPU, not Ho"
+        " et al.'s U-Net)") + f", T = {cfg.n_steps} (Ho et al.: 1000), {cfg.schedule} schedule, σ_t² = β_t",
         "training": f"L_simple, Adam lr {cfg.learning_rate}, batch {cfg.batch_size}, "
         f"{cfg.epochs} epochs, EMA decay {cfg.ema_decay}",
         "evaluation": "test bound in bits/dim (discretised decoder, per-step terms, EMA "

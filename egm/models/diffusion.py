@@ -52,6 +52,7 @@ from egm.errors import ConfigError, DataError
 __all__ = [
     "SCHEDULES",
     "EpsMLP",
+    "EpsUNet",
     "Schedule",
     "bound_terms",
     "bound_terms_in_chunks",
@@ -487,6 +488,103 @@ class EpsMLP(nn.Module):
         for n in self.hidden:
             h = nn.silu(nn.Dense(n)(h) + nn.Dense(n, use_bias=False)(e))
         return nn.Dense(x.shape[-1], kernel_init=nn.initializers.zeros)(h)
+
+
+def _groups(channels: int) -> int:
+    """Group-norm groups: 32 as in Ho et al., fewer for narrow layers (a divisor of
+    ``channels`` with at least 4 channels per group where possible)."""
+    g = min(32, max(1, channels // 4))
+    while channels % g:
+        g -= 1
+    return g
+
+
+class _ResBlock(nn.Module):
+    """Ho et al.'s residual block: GN, SiLU, 3x3 conv, + a projection of the step embedding,
+    GN, SiLU, 3x3 conv (zero-initialised, so the block starts as the identity), and a 1x1
+    projection of the input where the width changes."""
+
+    channels: int
+
+    @nn.compact
+    def __call__(self, x: Array, emb: Array) -> Array:
+        h = nn.Conv(self.channels, (3, 3))(nn.silu(nn.GroupNorm(_groups(x.shape[-1]))(x)))
+        h = h + nn.Dense(self.channels)(nn.silu(emb))[:, None, None, :]
+        h = nn.silu(nn.GroupNorm(_groups(self.channels))(h))
+        h = nn.Conv(self.channels, (3, 3), kernel_init=nn.initializers.zeros)(h)
+        skip = x if x.shape[-1] == self.channels else nn.Conv(self.channels, (1, 1))(x)
+        return skip + h
+
+
+class _Attention(nn.Module):
+    """Single-head self-attention over the positions of a feature map (Ho et al.'s
+    attention block: GN, q/k/v 1x1 projections, a zero-initialised output projection)."""
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        B, H, W, C = x.shape
+        h = nn.GroupNorm(_groups(C))(x).reshape(B, H * W, C)
+        q, k, v = (nn.Dense(C)(h) for _ in range(3))
+        w = jax.nn.softmax(jnp.einsum("bqc,bkc->bqk", q, k) / math.sqrt(C), -1)
+        out = nn.Dense(C, kernel_init=nn.initializers.zeros)(jnp.einsum("bqk,bkc->bqc", w, v))
+        return x + out.reshape(B, H, W, C)
+
+
+class EpsUNet(nn.Module):
+    """``ε_θ(x_t, t)`` as Ho et al.'s U-Net, scaled down: flat data ``(B, H·W·C)`` viewed as
+    ``image_shape`` images; a 3x3 input conv; per resolution level ``num_res_blocks``
+    residual blocks of ``channels · mult`` channels (each given the step embedding: the
+    sinusoidal embedding through Dense(4c), SiLU, Dense(4c)), then a stride-2 3x3 conv
+    down; a middle of residual, attention, residual blocks at the coarsest level; the way
+    up mirrors it with ``num_res_blocks + 1`` blocks per level on the concatenated skip
+    features and nearest-neighbour 2x up-sampling followed by a 3x3 conv; GN, SiLU and a
+    zero-initialised 3x3 output conv (so ``ε_θ ≡ 0`` at initialisation, as for
+    :class:`EpsMLP`).  Ho et al.'s CIFAR-10 net is ``channels=128, mult=(1, 2, 2, 2),
+    num_res_blocks=2`` with attention also at 16x16 and dropout 0.1 (neither here).  Each
+    level but the last halves the image: ``H`` and ``W`` must be divisible by
+    ``2^(len(mult) - 1)`` (28 x 28 MNIST: up to 3 levels)."""
+
+    image_shape: tuple[int, int, int] = (28, 28, 1)
+    channels: int = 32
+    mult: Sequence[int] = (1, 2, 2)
+    num_res_blocks: int = 1
+
+    @nn.compact
+    def __call__(self, x: Float[Array, " B D"], i: Int[Array, " B"]) -> Float[Array, " B D"]:
+        H, W, C = self.image_shape
+        if x.ndim != 2 or x.shape[-1] != H * W * C:
+            raise DataError(f"EpsUNet takes flat data (B, {H * W * C}) of {self.image_shape} "
+                            f"images, got shape {x.shape}")  # fmt: skip
+        f = 2 ** (len(self.mult) - 1)
+        if H % f or W % f:
+            raise ConfigError(f"EpsUNet: {len(self.mult)} levels halve the image "
+                              f"{len(self.mult) - 1} times, so H and W must be divisible by "
+                              f"{f}; got {H} x {W} (use fewer levels in mult)")  # fmt: skip
+        c0 = self.channels
+        emb = nn.Dense(4 * c0)(timestep_embedding(i, c0))
+        emb = nn.Dense(4 * c0)(nn.silu(emb))
+        h = nn.Conv(c0, (3, 3))(x.reshape(-1, H, W, C))
+        skips = [h]
+        for level, m in enumerate(self.mult):
+            for _ in range(self.num_res_blocks):
+                h = _ResBlock(c0 * m)(h, emb)
+                skips.append(h)
+            if level < len(self.mult) - 1:
+                h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2))(h)
+                skips.append(h)
+        h = _ResBlock(h.shape[-1])(h, emb)
+        h = _Attention()(h)
+        h = _ResBlock(h.shape[-1])(h, emb)
+        for level, m in reversed(list(enumerate(self.mult))):
+            for _ in range(self.num_res_blocks + 1):
+                h = _ResBlock(c0 * m)(jnp.concatenate([h, skips.pop()], -1), emb)
+            if level:
+                B, h_, w_, c_ = h.shape
+                h = jax.image.resize(h, (B, 2 * h_, 2 * w_, c_), "nearest")
+                h = nn.Conv(c_, (3, 3))(h)
+        h = nn.silu(nn.GroupNorm(_groups(h.shape[-1]))(h))
+        out = nn.Conv(C, (3, 3), kernel_init=nn.initializers.zeros)(h)
+        return out.reshape(x.shape)
 
 
 def eps_fn_of(module: nn.Module) -> EpsFn:

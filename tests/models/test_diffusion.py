@@ -331,3 +331,34 @@ def test_bound_terms_in_chunks_keys_and_padding():
     np.testing.assert_array_equal(prior, 2.0 * np.arange(10))
     with pytest.raises(ConfigError, match="chunk"):
         dm.bound_terms_in_chunks(bound, 2.0, x0, key, chunk=0)
+
+
+def test_unet_is_zero_at_init_per_example_and_step_conditioned():
+    """EpsUNet (8 x 8 images, channels 8, 3 levels: 8 → 4 → 2): ``ε_θ ≡ 0`` at
+    initialisation (zero output conv, as EpsMLP), and with every kernel randomised: each
+    example's output depends on that example alone (group norm and attention act within an
+    example: changing example 0 leaves the others bit for bit) and on its step index."""
+    from egm.errors import DataError
+
+    net = dm.EpsUNet(image_shape=(8, 8, 1), channels=8)
+    x = jax.random.normal(jax.random.key(0), (3, 64))
+    i = jnp.array([0, 5, 9])
+    params = jax.jit(net.init)(jax.random.key(1), x, i)["params"]
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(2), len(leaves))
+    noisy = jax.tree.unflatten(tree, [a + 0.1 * jax.random.normal(k, a.shape)
+                                      for a, k in zip(leaves, keys, strict=True)])  # fmt: skip
+    f = jax.jit(lambda p, x, i: net.apply({"params": p}, x, i))
+    assert float(jnp.abs(f(params, x, i)).max()) == 0.0
+    out = np.asarray(f(noisy, x, i))
+    assert out.shape == (3, 64) and np.abs(out).max() > 1e-3
+    moved = np.asarray(f(noisy, x.at[0].add(1.0), i))
+    np.testing.assert_array_equal(moved[1:], out[1:])
+    assert np.abs(moved[0] - out[0]).max() > 1e-3
+    other_step = np.asarray(f(noisy, x, i.at[1].set(100)))
+    assert np.abs(other_step[1] - out[1]).max() > 1e-3
+    np.testing.assert_array_equal(other_step[[0, 2]], out[[0, 2]])
+    with pytest.raises(DataError, match="flat data"):
+        net.init(jax.random.key(0), jnp.zeros((2, 8, 8)), i[:2])
+    with pytest.raises(ConfigError, match="divisible"):
+        dm.EpsUNet(image_shape=(6, 6, 1), mult=(1, 2, 2)).init(jax.random.key(0), x[:, :36], i)
