@@ -81,7 +81,7 @@ def _schedule(res: dict) -> str:
     run = sum(p["epochs"] for p in s["phases"].values())
     paper = [p["paper_epochs"] for p in s["phases"].values()]
     if s.get("paper_preset") is None:
-        return f"{run} epochs (no paper preset)"
+        return f"{run} epochs (no paper preset)" + _selected(res)
     if not s["phases"]:
         return "no training"
     total = sum(p or 0 for p in paper)
@@ -91,7 +91,18 @@ def _schedule(res: dict) -> str:
     if differs:
         shown = ", ".join(differs[:4]) + (", ..." if len(differs) > 4 else "")
         txt += f"; differs from the paper preset in {shown}"
-    return txt
+    return txt + _selected(res)
+
+
+def _selected(res: dict) -> str:
+    """Which epoch a phase that selects on validation kept (``Phase.select``)."""
+    out = ""
+    for name, sel in (res.get("selection") or {}).items():
+        stop = f"early stopping, patience {sel['patience']}" if sel["stopped_early"] else \
+            "every epoch trained"  # fmt: skip
+        out += (f"; {name}: kept epoch {sel['best_epoch'] + 1} of {sel['epochs_trained']} "
+                f"trained, lowest {sel['criterion']} ({stop})")  # fmt: skip
+    return out
 
 
 def _wall(res: dict) -> str:

@@ -97,6 +97,12 @@ def test_rows_carry_every_protocol_field():
     assert row["figure"] == "-90.00" and "[-90.30, -89.80]" in row["uncertainty"]
     assert row["published"] == "-86.34" and row["source"] == "Salakhutdinov & Murray 2008"
     assert row["schedule"].startswith("40 of 400 epochs (10 %)") and "epochs" in row["schedule"]
+    sel = {"train": {"criterion": "valid_nll", "best_epoch": 11, "best_value": 1.0,
+                     "epochs_trained": 20, "patience": 8, "stopped_early": True}}  # fmt: skip
+    (kept,) = report.rows_of(_results(selection=sel))
+    assert kept["schedule"].endswith(
+        "; train: kept epoch 12 of 20 trained, lowest valid_nll (early stopping, patience 8)"
+    )
     table = report.markdown(rows)
     assert table.count("\n") == 3 and "`python experiments/rbm_mnist.py --config full`" in table
     # a row without its protocol fields is named, field by field
