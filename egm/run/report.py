@@ -96,12 +96,14 @@ def _schedule(res: dict) -> str:
 
 def _selected(res: dict) -> str:
     """Which epoch a phase that selects on validation kept (``Phase.select``)."""
-    out = ""
+    out, phases = "", (res.get("schedule") or {}).get("phases", {})
     for name, sel in (res.get("selection") or {}).items():
-        stop = f"early stopping, patience {sel['patience']}" if sel["stopped_early"] else \
-            "every epoch trained"  # fmt: skip
-        out += (f"; {name}: kept epoch {sel['best_epoch'] + 1} of {sel['epochs_trained']} "
-                f"trained, lowest {sel['criterion']} ({stop})")  # fmt: skip
+        planned = phases.get(name, {}).get("epochs")
+        trained = f"{sel['epochs_trained']}" + (f" of {planned}" if planned else "")
+        stop = f"stopped early after {trained} epochs" if sel["stopped_early"] else \
+            f"{trained} epochs trained"  # fmt: skip
+        out += (f"; {name}: {stop}, kept epoch {sel['best_epoch'] + 1} (lowest "
+                f"{sel['criterion']}, patience {sel['patience']})")  # fmt: skip
     return out
 
 

@@ -101,7 +101,7 @@ def test_rows_carry_every_protocol_field():
                      "epochs_trained": 20, "patience": 8, "stopped_early": True}}  # fmt: skip
     (kept,) = report.rows_of(_results(selection=sel))
     assert kept["schedule"].endswith(
-        "; train: kept epoch 12 of 20 trained, lowest valid_nll (early stopping, patience 8)"
+        "; train: stopped early after 20 of 40 epochs, kept epoch 12 (lowest valid_nll, patience 8)"
     )
     table = report.markdown(rows)
     assert table.count("\n") == 3 and "`python experiments/rbm_mnist.py --config full`" in table
