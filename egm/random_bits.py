@@ -11,8 +11,9 @@ same key, same draws; but they are a *different stream* from ``jax.random.unifor
 * :func:`bits` -- ``uint32`` bits from a typed key (vmap-safe: a batch of keys gives each key
   its own bits, as ``jax.random`` does; the primitive's own batching rule would draw every
   member's bits from the first key);
-* :func:`uniform24` -- uniforms on the grid ``{0, 2^-24, ..., 1 - 2^-24}`` (the top 24 bits:
-  the resolution of a float32 mantissa, finer than ``jax.random.uniform``'s 2^-23);
+* :func:`uniform24` -- uniforms on the grid ``{0, 2^-24, ..., 1 - 2^-24}`` (24-bit numbers, four
+  from every three words: the resolution of a float32 mantissa, finer than
+  ``jax.random.uniform``'s 2^-23);
 * :func:`bernoulli24` -- ``u < p`` as an integer comparison of the same 24 bits against
   ``floor(p · 2^24)`` (``p = 1`` always fires, ``p = 0`` never).
 
@@ -46,6 +47,7 @@ __all__ = [
     "fast_split",
     "fast_uniform",
     "uniform24",
+    "unpack24",
 ]
 
 _SCALE = 2.0**-24
@@ -91,11 +93,29 @@ def _top24(b: UInt32[Array, "..."]) -> Array:
     return (b >> 8).astype(jnp.int32)
 
 
+def unpack24(words: UInt32[Array, "3 M"]) -> Array:
+    """The ``4M`` disjoint 24-bit fields of ``3M`` words, as int32: row ``j`` of ``words``
+    holds bits ``32j..32j+31`` of each column's 96 bits, cut into four 24-bit numbers
+    ``(w0 >> 8, (w0 & 0xff) << 16 | w1 >> 16, (w1 & 0xffff) << 8 | w2 >> 24, w2 & 0xffffff)``,
+    returned as ``[all first numbers, all second, all third, all fourth]``.  Independent
+    uniform words give independent uniform 24-bit numbers (each a fixed set of 24 of the
+    bits), with a quarter fewer words than one per number."""
+    w0, w1, w2 = words[0], words[1], words[2]
+    parts = (w0 >> 8, ((w0 & 0xFF) << 16) | (w1 >> 16), ((w1 & 0xFFFF) << 8) | (w2 >> 24),
+             w2 & 0xFFFFFF)  # fmt: skip
+    return jnp.concatenate(parts).astype(jnp.int32)
+
+
 def uniform24(key: PRNGKeyArray, shape: tuple[int, ...]) -> Float[Array, "..."]:
-    """Float32 uniforms ``u = m · 2^-24`` with ``m`` the top 24 bits of :func:`bits`: every
-    point of the grid ``{0, 2^-24, ..., 1 - 2^-24}`` with probability 2^-24 (exact in
-    float32), so ``P(u < p) = ⌈p · 2^24⌉ / 2^24`` for any ``p`` in [0, 1]."""
-    return _top24(bits(key, shape)).astype(jnp.float32) * jnp.float32(_SCALE)
+    """Float32 uniforms ``u = m · 2^-24`` with ``m`` a 24-bit number of :func:`bits`, four
+    from every three words (:func:`unpack24`): every point of the grid ``{0, 2^-24, ..., 1 -
+    2^-24}`` with probability 2^-24 (exact in float32), so ``P(u < p) = ⌈p · 2^24⌉ / 2^24``
+    for any ``p`` in [0, 1].  Packing the draws is 21 % faster in the conv RBM's sweep than
+    one word per draw (14,950 vs 12,350 chain-sweeps/s, measured; BUILD_NOTES.md)."""
+    shape = tuple(int(s) for s in shape)
+    n = math.prod(shape)
+    m = unpack24(bits(key, (3, -(-n // 4))))[:n]
+    return (m.astype(jnp.float32) * jnp.float32(_SCALE)).reshape(shape)
 
 
 def bernoulli24(key: PRNGKeyArray, p: Float[Array, "..."]) -> Bool[Array, "..."]:

@@ -315,11 +315,15 @@ def test_samplers_are_exact_inverse_cdfs_of_their_uniforms():
         np.testing.assert_allclose(freq, want, atol=tol)
     assert abs(float(mean) - float(want_mean)) < tol
     np.testing.assert_allclose(ndtr(np.asarray(z, np.float64))[1:], np.asarray(u)[1:], atol=1e-6)
-    # the uniforms themselves: exactly the top 24 bits of the generator's words times 2^-24
+    # the uniforms themselves: exactly the generator's words cut into 24-bit numbers (four
+    # from every three words: the 96 bits of column j of the (3, M) words, high bits first)
     key = jax.random.key(3)
-    words = np.asarray(random_bits.bits(key, (4096,)))
-    got = np.asarray(random_bits.uniform24(key, (4096,)), np.float64)
-    np.testing.assert_array_equal(got * 2**24, (words >> 8).astype(np.float64))
+    words = np.asarray(random_bits.bits(key, (3, 1024))).astype(np.uint64)
+    big = [int(a) << 64 | int(b) << 32 | int(c) for a, b, c in words.T]
+    fields = np.array([[(x >> (72 - 24 * f)) & 0xFFFFFF for x in big] for f in range(4)])
+    got = np.asarray(random_bits.uniform24(key, (4095,)), np.float64) * 2**24
+    np.testing.assert_array_equal(got, fields.reshape(-1)[:4095].astype(np.float64))
+    assert set(np.unique(got.astype(np.int64) >> 20)) == set(range(16))  # every high nibble
 
 
 def test_random_bits_vmap_equals_loop_and_bernoulli24_is_exact():
