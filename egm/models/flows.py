@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -75,6 +75,7 @@ __all__ = [
     "make_loss",
     "pixel_log_prob",
     "pixel_log_prob_batched",
+    "pixel_log_prob_program",
     "realnvp",
     "sample_pixels",
 ]
@@ -822,12 +823,25 @@ def pixel_log_prob_batched(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`pixel_log_prob` of many examples in jitted chunks of ``chunk`` (one program;
     the last, shorter chunk compiles once more): float32 numpy ``(log p_x, log p_z)``."""
+    return pixel_log_prob_program(flow, lam, chunk)(params, x)
+
+
+def pixel_log_prob_program(
+    flow: Flow, lam: float = 1e-6, chunk: int = 500
+) -> Callable[[Sequence[Params], Float[ArrayLike, "n D"]], tuple[np.ndarray, np.ndarray]]:
+    """:func:`pixel_log_prob_batched` as a function of ``(params, x)`` whose jitted program
+    is built once: keep it to evaluate the same flow again (a validation score after every
+    epoch) without recompiling."""
     if chunk < 1:
         raise ConfigError(f"chunk must be >= 1, got {chunk}")
-    _check_unit_support(x)  # on the concrete values, once (the chunks are traced)
     fn = jax.jit(lambda p, v: pixel_log_prob(flow, p, v, lam))
-    parts = [fn(params, x[i : i + chunk]) for i in range(0, len(x), chunk)]
-    return tuple(np.concatenate([np.asarray(q[j]) for q in parts]) for j in (0, 1))
+
+    def run(params, x):
+        _check_unit_support(x)  # on the concrete values, once (the chunks are traced)
+        parts = [fn(params, x[i : i + chunk]) for i in range(0, len(x), chunk)]
+        return tuple(np.concatenate([np.asarray(q[j]) for q in parts]) for j in (0, 1))
+
+    return run
 
 
 def sample_pixels(

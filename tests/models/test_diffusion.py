@@ -333,13 +333,12 @@ def test_bound_terms_in_chunks_keys_and_padding():
         dm.bound_terms_in_chunks(bound, 2.0, x0, key, chunk=0)
 
 
+@pytest.mark.slow  # 21 s cold (the U-Net's compile); test_bad_net_values_are_refused stays
 def test_unet_is_zero_at_init_per_example_and_step_conditioned():
     """EpsUNet (8 x 8 images, channels 8, 3 levels: 8 → 4 → 2): ``ε_θ ≡ 0`` at
     initialisation (zero output conv, as EpsMLP), and with every kernel randomised: each
     example's output depends on that example alone (group norm and attention act within an
     example: changing example 0 leaves the others bit for bit) and on its step index."""
-    from egm.errors import DataError
-
     net = dm.EpsUNet(image_shape=(8, 8, 1), channels=8)
     x = jax.random.normal(jax.random.key(0), (3, 64))
     i = jnp.array([0, 5, 9])
@@ -358,7 +357,15 @@ def test_unet_is_zero_at_init_per_example_and_step_conditioned():
     other_step = np.asarray(f(noisy, x, i.at[1].set(100)))
     assert np.abs(other_step[1] - out[1]).max() > 1e-3
     np.testing.assert_array_equal(other_step[[0, 2]], out[[0, 2]])
+
+
+def test_unet_refuses_bad_shapes_before_computing():
+    from egm.errors import DataError
+
+    net, i = dm.EpsUNet(image_shape=(8, 8, 1), channels=8), jnp.zeros(2, jnp.int32)
     with pytest.raises(DataError, match="flat data"):
-        net.init(jax.random.key(0), jnp.zeros((2, 8, 8)), i[:2])
+        net.init(jax.random.key(0), jnp.zeros((2, 8, 8)), i)
     with pytest.raises(ConfigError, match="divisible"):
-        dm.EpsUNet(image_shape=(6, 6, 1), mult=(1, 2, 2)).init(jax.random.key(0), x[:, :36], i)
+        dm.EpsUNet(image_shape=(6, 6, 1), mult=(1, 2, 2)).init(
+            jax.random.key(0), jnp.zeros((2, 36)), i
+        )
