@@ -366,6 +366,7 @@ class _Run:
             m = metrics_to_floats(metrics)  # waits for the epoch
             m["epoch_s"] = time.perf_counter() - t_epoch
             self.epoch_seconds.setdefault(phase.name, []).append(m["epoch_s"])
+            extra: list[dict] = [{}]
             if phase.monitor is not None:
                 extra = [
                     phase.monitor(
@@ -389,7 +390,7 @@ class _Run:
                     },
                 )
             if best is not None:
-                best.update(e, m, state)
+                best.update(e, m, state, set(extra[0]))
             self.wd.log_metrics(
                 {"phase": phase.name, "epoch": e, **m, "wall_s": time.perf_counter() - self.t0}
             )
@@ -552,6 +553,9 @@ class _Best:
 
     def __init__(self, phase: Phase, cfg: Any, state: Any, n: int):
         self.key, self.n, self.phase = phase.select, n, phase.name
+        if phase.monitor is None:
+            raise ValueError(f"phase {phase.name!r} selects on {phase.select!r} but declares no "
+                             f"monitor to compute it (Phase.monitor)")  # fmt: skip
         self.patience = int(phase.patience(cfg))
         if self.patience < 0:
             raise ConfigError(f"patience must be >= 0 (0: no early stopping), got {self.patience}")
@@ -578,8 +582,11 @@ class _Best:
         self.last, self.stopped = int(tree["last"]), bool(tree["stopped"])
         return tree["state"]
 
-    def update(self, e: int, metrics: dict, state: Any) -> None:
+    def update(self, e: int, metrics: dict, state: Any, monitored: set) -> None:
         self.last = e
+        if monitored and self.key not in monitored:
+            raise ValueError(f"phase {self.phase!r} selects on {self.key!r}, which its monitor "
+                             f"does not report (it reports {sorted(monitored)})")  # fmt: skip
         if metrics.get(self.key) is None:
             return  # the monitor did not evaluate this epoch
         v = np.asarray(metrics[self.key], np.float32).reshape(self.n)

@@ -134,3 +134,16 @@ def test_sweep_members_keep_their_own_best_epochs(tmp_path):
 def test_negative_patience_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="patience"):
         run.run(EXP, Cfg(patience=-1, workdir=str(tmp_path)))
+
+
+def test_a_select_without_its_metric_is_refused_at_once(tmp_path):
+    """A phase selecting on a metric its monitor does not report fails at the first
+    monitored epoch (not after training), naming what the monitor reports; no monitor at
+    all fails before training."""
+    import dataclasses as dc
+
+    for phase, match in ((dc.replace(_phase(Cfg()), select="valid_loss"), "w_mean"),
+                         (dc.replace(_phase(Cfg()), monitor=None), "no monitor")):  # fmt: skip
+        exp = dc.replace(EXP, phases=lambda cfg, p=phase: [p])
+        with pytest.raises(ValueError, match=match):
+            run.run(exp, Cfg(workdir=str(tmp_path / match.replace(" ", "_"))))
