@@ -884,11 +884,19 @@ def _run_case(name: str, wd: Path):
 #: test_fvsbn.py (every model normalised, against naive or enumerated answers) and
 #: test_smoke[sbn_mnist] (the directed family's driver path and kill-and-resume); draw_mnist
 #: (14 s) — tests/models/test_draw.py (the loss is the negative ELBO, ancestral samples
-#: follow the exact marginal) and test_smoke[vae_mnist], test_smoke[gumbel_vae_mnist].
+#: follow the exact marginal) and test_smoke[gumbel_vae_mnist] (the VAE family's driver path
+#: and kill-and-resume).  Then (638 s; the main job took 110 s against 101 s the session
+#: before: this machine ran ~9 % slower): mcrbm_patches (19 s) — tests/energies/test_mcrbm.py
+#: (block Gibbs and HMC against exact moments), tests/eval/test_denoise.py (the denoising
+#: evaluation) and test_smoke[grbm_patches] (the patch pipeline, driver and kill-and-resume;
+#: mpot_patches' claims rest on the same three); vae_mnist (19 s) — tests/models/test_vae.py
+#: (every bound exact under the exact posterior, categorical bounds against enumeration, the
+#: draws' stream), test_experiment_vae.py (config errors, the CLI message, the lr schedule)
+#: and test_smoke[gumbel_vae_mnist].
 SLOW_SMOKE = ("rnnrbm_jsb", "lapgan_mnist", "dcgan_mnist", "crbm_mnist", "diffusion_2d",
               "flow_2d", "estimator_variance", "mpot_patches", "ssrbm_patches", "mpdbm_mnist",
               "gan_2d", "dbm_mnist", "grbm_mnist", "dae_mnist", "gsn_mnist", "nade_mnist",
-              "draw_mnist")  # fmt: skip
+              "draw_mnist", "mcrbm_patches", "vae_mnist")  # fmt: skip
 
 
 @pytest.mark.parametrize(
