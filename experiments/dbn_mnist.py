@@ -99,6 +99,7 @@ def phases(cfg: Config) -> list[run.Phase]:
         lambda c, d: c.ft_optimizer(len(d.binary["train"])), epochs=lambda c: c.ft_epochs, batch_size=lambda c: c.ft_batch_size,
         inputs=lambda c, d: ft_x(c, d, "train"),
         monitor=lambda c, d, st, key, e: {"valid_error": error(c, d, st.params, "valid")},
+        select=None if cfg.ft_patience is None else "valid_error",  # --ft_patience: early stopping
     )  # fmt: skip
     pre = greedy.greedy_phases(cfg, lambda c: c.layer_specs(), lambda c, d: d.binary["train"])
     return [*pre, finetune]

@@ -159,6 +159,12 @@ class FinetuneFields:
     ft_learning_rate: float = field(0.1, check=greater_than(0), sweep=True)
     ft_momentum: float = field(0.9, check=in_range(0, 1, closed_high=False), sweep=True)
     ft_weight_decay: float = field(0.0, check=at_least(0), sweep=True)
+    ft_patience: int | None = field(
+        None,
+        check=at_least(0),
+        help="keep the fine-tuning epoch of the lowest validation error; stop after this many "
+        "epochs without a lower one (0: every epoch; unset: keep the last epoch)",
+    )
 
     def ft_optimizer(self, n_train: int):
         steps = max(self.ft_epochs * (n_train // self.ft_batch_size), 1)
@@ -178,11 +184,14 @@ def classifier_phase(
     labels: Callable[[Any, Any], Any] = lambda cfg, d: d.labels["train"],
     monitor: Callable[..., dict] | None = None,
     check: Callable[[Any], None] | None = None,
+    select: str | None = None,
 ) -> Phase:
     """A phase training on ``(inputs(cfg, data), labels(cfg, data))`` (784 features, 10
     classes, :func:`egm.train.classifier.classifier_data_check`, then ``check(x)`` if given)
     from ``init(cfg, data, key, done)`` with ``make_step(objective(cfg), optimizer(cfg,
-    data))``: a DBN's or DBM's discriminative fine-tuning, an MP-DBM's training."""
+    data))``: a DBN's or DBM's discriminative fine-tuning, an MP-DBM's training.  ``select``:
+    a ``monitor`` metric to select the epoch on (:class:`egm.run.Phase`), with the config's
+    ``ft_patience`` (:class:`FinetuneFields`) as the patience."""
 
     def data_check(cfg, xy) -> None:
         classifier_data_check(784, 10)(xy)
@@ -191,7 +200,8 @@ def classifier_phase(
 
     return Phase(name, init, lambda c, d, done: make_step(objective(c), optimizer(c, d)),
                  epochs=epochs, batch_size=batch_size, data_check=data_check, monitor=monitor,
-                 train_data=lambda c, d, done: (inputs(c, d), labels(c, d)))  # fmt: skip
+                 train_data=lambda c, d, done: (inputs(c, d), labels(c, d)), select=select,
+                 patience=lambda c: int(getattr(c, "ft_patience", None) or 0))  # fmt: skip
 
 
 def dbm_phase(name: str, init_params: Callable[..., tuple[DBMParams, tuple | None]]) -> Phase:

@@ -95,3 +95,19 @@ def test_score_samples_scores_the_declared_sampler(name, tmp_path):
     assert res["parzen_test"]["method"] == "parzen"
     assert 0.0 <= res["copy_pixels_fraction_below_threshold"] <= 1.0
     assert (tmp_path / "copies.png").exists()
+
+
+def test_dbn_finetuning_selects_on_validation_with_ft_patience():
+    """``--ft_patience p``: the fine-tuning phase selects on its monitored ``valid_error``
+    with patience p (the driver's early stopping, tests/run/test_driver_select.py); unset, it
+    keeps the last epoch as before."""
+    from egm.run import config as cfglib
+
+    mod = load_experiment("dbn_mnist")
+    on, _ = cfglib.parse_args(mod.PRESETS, ["--config", "tiny", "--ft_patience", "3"])
+    off, _ = cfglib.parse_args(mod.PRESETS, ["--config", "tiny"])
+    ft_on, ft_off = mod.phases(on)[-1], mod.phases(off)[-1]
+    assert (ft_on.name, ft_on.select, ft_on.patience(on)) == ("finetune", "valid_error", 3)
+    assert ft_off.select is None and ft_off.patience(off) == 0
+    with pytest.raises(ConfigError, match="ft_patience"):
+        cfglib.parse_args(mod.PRESETS, ["--config", "tiny", "--ft_patience", "-1"])
