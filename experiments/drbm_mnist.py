@@ -29,7 +29,7 @@ import numpy as np
 from egm import eval, run, train
 from egm.energies import class_rbm
 from egm.run import boltzmann_extra as bx
-from egm.run.config import RunFields, at_least, field, greater_than, one_of
+from egm.run.config import RunFields, at_least, field, greater_than, one_of, patience_field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,9 +50,7 @@ class Config(RunFields):
         help="of the mean over a minibatch: 0.05 per example x batch 20",
     )
     lr_decay: bool = field(True, help="linear decay to 0 over the run")
-    patience: int | None = field(None, check=at_least(0), help="keep the epoch of the lowest "
-                                 "valid_error; stop after this many epochs without a lower one "
-                                 "(0: train every epoch; unset: keep the last epoch)")  # fmt: skip
+    patience: int | None = patience_field("valid_error")
     workdir: str = field("runs/drbm_mnist", eval_only=True)
 
 

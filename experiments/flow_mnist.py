@@ -24,7 +24,7 @@ import numpy as np
 from egm import data, eval, run, train
 from egm.errors import ConfigError
 from egm.models import flows
-from egm.run.config import MNISTFields, at_least, field, greater_than, in_range
+from egm.run.config import MNISTFields, at_least, field, greater_than, in_range, patience_field
 
 D = 784
 PUBLISHED = ("realnvp", "maf5", "glow")  # egm.eval.published keys <name>_mnist
@@ -58,7 +58,7 @@ class Config(MNISTFields):
     batch_size: int = field(100, check=at_least(1))
     learning_rate: float = field(1e-3, check=greater_than(0), sweep=True)
     weight_decay: float = field(0.0, check=at_least(0), sweep=True)
-    patience: int | None = field(None, check=at_least(0), help="early stopping on validation nats (unset: keep the last epoch)")  # fmt: skip
+    patience: int | None = patience_field("validation nats")
     n_samples: int = field(36, check=at_least(1), eval_only=True)
     workdir: str = field("runs/flow_mnist", eval_only=True)
 

@@ -28,7 +28,7 @@ from egm import run
 from egm.data import polyphonic
 from egm.errors import ConfigError
 from egm.run import sequence
-from egm.run.config import RunFields, at_least, field, greater_than, one_of
+from egm.run.config import RunFields, at_least, field, greater_than, one_of, patience_field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,9 +44,7 @@ class Config(RunFields):
     batch_size: int = field(10, check=at_least(1), help="sequences per update")
     pretrain_batch_size: int = field(100, check=at_least(1), help="frames per RBM update")
     learning_rate: float = field(1e-3, check=greater_than(0), sweep=True)
-    patience: int | None = field(None, check=at_least(0), help="keep the epoch of the best exact "
-                                 "validation likelihood; stop after this many epochs without a "
-                                 "better one (0: train every epoch; unset: keep the last epoch)")  # fmt: skip
+    patience: int | None = patience_field("exact validation NLL per step")
     eval_splits: str = field("test", check=one_of("valid,test", "test"), eval_only=True)
     loglik: str = field("auto", check=one_of("auto", "exact", "ais"), eval_only=True)
     ais_chains: int = field(16, check=at_least(2), eval_only=True)

@@ -36,6 +36,7 @@ __all__ = [
     "in_range",
     "one_of",
     "parse_args",
+    "patience_field",
     "sweep_members",
     "to_dict",
     "validate",
@@ -60,6 +61,15 @@ def field(
     if isinstance(default, list | dict | set):
         raise TypeError("config defaults must be immutable (use a tuple)")
     return dataclasses.field(default=default, metadata=meta)
+
+
+def patience_field(criterion: str) -> Any:
+    """The one declaration of an early-stopping field (``Phase.select``, egm.run.driver):
+    unset keeps the last epoch; ``p >= 0`` keeps the epoch of the lowest ``criterion`` and
+    stops after ``p`` epochs without a lower one (0: trains every epoch)."""
+    return field(None, check=at_least(0), help=f"keep the epoch of the lowest {criterion}; stop "
+                 f"after this many epochs without a lower one (0: train every epoch; unset: keep "
+                 f"the last epoch)")  # fmt: skip
 
 
 def _none_ok(f: Callable[[Any], str | None]) -> Check:

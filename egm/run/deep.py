@@ -27,7 +27,15 @@ from egm.data import BinarizedMNIST, load_binarized_mnist
 from egm.energies.dbm import DBMParams
 from egm.errors import ConfigError
 from egm.eval.visualize import tile_images
-from egm.run.config import MNISTFields, at_least, field, greater_than, in_range, one_of
+from egm.run.config import (
+    MNISTFields,
+    at_least,
+    field,
+    greater_than,
+    in_range,
+    one_of,
+    patience_field,
+)
 from egm.run.directed import sizes, sizes_ok
 from egm.run.driver import Phase
 from egm.train.classifier import classifier_data_check
@@ -159,12 +167,7 @@ class FinetuneFields:
     ft_learning_rate: float = field(0.1, check=greater_than(0), sweep=True)
     ft_momentum: float = field(0.9, check=in_range(0, 1, closed_high=False), sweep=True)
     ft_weight_decay: float = field(0.0, check=at_least(0), sweep=True)
-    ft_patience: int | None = field(
-        None,
-        check=at_least(0),
-        help="keep the fine-tuning epoch of the lowest validation error; stop after this many "
-        "epochs without a lower one (0: every epoch; unset: keep the last epoch)",
-    )
+    ft_patience: int | None = patience_field("validation error of the fine-tuning")
 
     def ft_optimizer(self, n_train: int):
         steps = max(self.ft_epochs * (n_train // self.ft_batch_size), 1)

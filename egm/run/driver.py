@@ -339,7 +339,7 @@ class _Run:
             if jax.device_count() == 1:  # restored arrays are committed, fresh ones are not:
                 # place both alike so that jitted evaluations do not recompile after a resume
                 tree = jax.tree_util.tree_map(_uncommit, tree)
-            state = tree if best is None else best.unpack(tree)
+            state = tree if best is None else best.unpack(tree, last)
             start = n_epochs if best is not None and best.stopped else last + 1
             log(f"{self.wd.path}: phase {phase.name!r}: resuming after epoch {last}")
         self.wd.truncate_metrics(
@@ -563,23 +563,28 @@ class _Best:
         self.value = np.full(n, np.inf, np.float32)
         self.epoch = np.full(n, -1, np.int32)
         self.since = np.zeros(n, np.int32)
-        self.last = -1
-        self.stopped = False
+        self.last = -1  # the newest epoch trained
 
     def pack(self, state: Any) -> dict:
         return {
             "state": state, "best": self.state, "value": jnp.asarray(self.value),
             "epoch": jnp.asarray(self.epoch), "since": jnp.asarray(self.since),
-            "last": jnp.asarray(self.last, jnp.int32), "stopped": jnp.asarray(self.stopped),
         }  # fmt: skip
 
-    def unpack(self, tree: dict) -> Any:
+    @property
+    def stopped(self) -> bool:
+        """Whether every member has gone ``patience`` monitored epochs without improving."""
+        return self.patience > 0 and bool(np.all(self.since >= self.patience))
+
+    def unpack(self, tree: dict, epoch: int) -> Any:
+        """The running state of the checkpoint of ``epoch``; the best states and counts
+        restored into ``self``."""
         self.state = tree["best"]
         self.value, self.epoch, self.since = (
             np.array(tree[k], dt) for k, dt in (("value", np.float32), ("epoch", np.int32),
                                                 ("since", np.int32))
         )  # fmt: skip
-        self.last, self.stopped = int(tree["last"]), bool(tree["stopped"])
+        self.last = int(epoch)
         return tree["state"]
 
     def update(self, e: int, metrics: dict, state: Any, monitored: set) -> None:
@@ -601,7 +606,6 @@ class _Best:
             self.state = jax.tree_util.tree_map(
                 lambda s, b: _where_members(mask, s, b), state, self.state
             )
-        self.stopped = self.patience > 0 and bool(np.all(self.since >= self.patience))
 
     def summary(self) -> list[dict]:
         if np.any(self.epoch < 0):
