@@ -7,7 +7,8 @@ Bernoulli units in every minibatch.  The features of a digit are both layers' po
 probabilities (bottom-up inference), flattened and concatenated; a linear softmax classifier
 (multinomial logistic regression, Adam with L2 weight decay) is trained on them for each label
 setting (``clf_all``, ``clf_1000``...: the first ``n`` labelled training digits, as in the
-paper's 1k/2k/3k/5k/all-label table; the paper averages random subsets over trials), and,
+paper's 1k/2k/3k/5k/all-label table; the paper averages random subsets over trials), one per
+candidate weight decay, the one of lowest validation error kept per setting, and,
 with ``pixel_baseline``, the same classifier on the raw pixels of the same split (``pix_all``,
 ``pix_1000``...: the baseline the features must beat).
 
@@ -104,6 +105,21 @@ def _label_settings(text: str) -> str | None:
     return None
 
 
+def decays(text: str) -> tuple[float, ...]:
+    """``"0.3,1,3"`` -> ``(0.3, 1.0, 3.0)`` (raises ``ValueError`` on a non-number)."""
+    return tuple(float(s) for s in text.split(",") if s.strip())
+
+
+def _decays_ok(text: str) -> str | None:
+    try:
+        values = decays(text)
+    except ValueError:
+        values = ()
+    if not values or not all(np.isfinite(v) and v >= 0 for v in values):
+        return "must be comma-separated weight decays >= 0, e.g. 0.3,1,3,10"
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class CDBNFields(MNISTFields):
     """A two-layer convolutional DBN (``filters`` per layer, square ``filter_sizes``,
@@ -130,10 +146,10 @@ class CDBNFields(MNISTFields):
     clf_epochs: int = field(60, check=at_least(1))
     clf_batch_size: int = field(100, check=at_least(1))
     clf_learning_rate: float = field(1e-2, check=greater_than(0), sweep=True)
-    clf_weight_decay: float = field(0.1, check=at_least(0), sweep=True)
+    clf_weight_decays: str = field("0.3,1,3,10,30", check=_decays_ok,
+                                   help="the classifiers' candidate weight decays: each label "
+                                        "setting keeps the one of lowest validation error")  # fmt: skip
     pixel_baseline: bool = field(True, help="also train the same classifiers on the raw pixels")
-    pixel_weight_decay: float = field(3.0, check=at_least(0),
-                                      help="the pixel classifiers' weight decay")  # fmt: skip
 
     def check(self) -> None:
         super().check()
@@ -179,9 +195,9 @@ class CDBNFields(MNISTFields):
                 f"{self.layer_epochs}, batch {self.batch_size}, SGD lr {self.learning_rate} "
                 f"(linear decay), momentum {self.momentum}, weight decay {self.weight_decay}, "
                 f"sparsity target {self.sparsity_target} (cost {self.sparsity_cost}); linear "
-                f"softmax classifiers: Adam lr {self.clf_learning_rate}, weight decay "
-                f"{self.clf_weight_decay} (pixels: {self.pixel_weight_decay}), "
-                f"{self.clf_epochs} epochs")  # fmt: skip
+                f"softmax classifiers: Adam lr {self.clf_learning_rate}, {self.clf_epochs} "
+                f"epochs, weight decay chosen on validation per label setting from "
+                f"{self.clf_weight_decays}")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------- layers
@@ -325,17 +341,21 @@ def linear_logits(params: dict, x: Float[Array, "B F"]) -> Float[Array, "B 10"]:
 
 
 def classifier_phases(cfg: CDBNFields, kind: str = "cdbn") -> list[Phase]:
-    """``clf_<n>`` per label setting: a linear softmax classifier on :func:`features` of the
-    first ``n`` training digits (``clf_all``: all of them); ``kind="pixels"``: ``pix_<n>``, the
-    same classifier on the raw pixels (the baseline the features must beat)."""
+    """``clf_<n>`` per label setting: linear softmax classifiers on :func:`features` of the
+    first ``n`` training digits (``clf_all``: all of them), one per candidate weight decay of
+    ``clf_weight_decays``, trained side by side (:func:`egm.train.sweep.grid_step`: each as it
+    would train alone); :func:`test_errors` keeps the one of lowest validation error.
+    ``kind="pixels"``: ``pix_<n>``, the same on the raw pixels (the baseline the features must
+    beat, its weight decay chosen the same way)."""
     from egm.train.classifier import classifier_data_check, classifier_objective
     from egm.train.optim import adam, linear_decay
     from egm.train.state import init_state, make_step
+    from egm.train.sweep import grid_states, grid_step
 
     def opt(c, n):
         steps = max(c.clf_epochs * (n // min(c.clf_batch_size, n)), 1)
-        decay = c.clf_weight_decay if kind == "cdbn" else c.pixel_weight_decay
-        return adam(c.clf_learning_rate, weight_decay=decay, lr_multiplier=linear_decay(steps))
+        return adam(c.clf_learning_rate, weight_decay=decays(c.clf_weight_decays)[0],
+                    lr_multiplier=linear_decay(steps))  # fmt: skip
 
     phases = []
     prefix = "clf" if kind == "cdbn" else "pix"
@@ -348,11 +368,12 @@ def classifier_phases(cfg: CDBNFields, kind: str = "cdbn") -> list[Phase]:
         def init(c, d, key, done, count=count):
             x = _features_cached(c, d, done, "train", count, kind)
             params = {"W": jnp.zeros((x.shape[1], 10)), "b": jnp.zeros(10)}
-            return init_state(params, opt(c, len(x)))
+            return grid_states(init_state(params, opt(c, len(x))),
+                               weight_decay=decays(c.clf_weight_decays))  # fmt: skip
 
         def step(c, d, done, count=count):
             n = len(d.labels["train"][:count])
-            return make_step(classifier_objective(linear_logits), opt(c, n))
+            return grid_step(make_step(classifier_objective(linear_logits), opt(c, n)))
 
         def check(c, xy):
             classifier_data_check(xy[0].shape[1], 10)(xy)
@@ -364,10 +385,16 @@ def classifier_phases(cfg: CDBNFields, kind: str = "cdbn") -> list[Phase]:
 
 
 def test_errors(cfg: CDBNFields, d: BinarizedMNIST, done: dict) -> dict[str, Any]:
-    """``test_error_<setting>`` (fraction misclassified) and its binomial standard error,
-    ``valid_error_<setting>`` (for choices made on validation), and with ``pixel_baseline``
-    the same for the classifiers on raw pixels (``pixels_test_error_<setting>``...)."""
+    """Per label setting, the classifier of lowest validation error among the candidate
+    weight decays (the first of equals): its ``test_error_<setting>`` (fraction
+    misclassified) and binomial standard error, ``valid_error_<setting>``, the decay it has
+    (``weight_decay_<setting>``) and every candidate's validation error
+    (``valid_errors_<setting>``, in the order of ``clf_weight_decays``); with
+    ``pixel_baseline`` the same for the classifiers on raw pixels (``pixels_...``)."""
     from egm.train.classifier import classification_error
+    from egm.train.sweep import unstack
+
+    grid = decays(cfg.clf_weight_decays)
 
     y = {s: np.asarray(d.labels[s]) for s in ("valid", "test")}
     out: dict[str, Any] = {"n_test": len(y["test"])}
@@ -377,12 +404,16 @@ def test_errors(cfg: CDBNFields, d: BinarizedMNIST, done: dict) -> dict[str, Any
         if kind == "cdbn":
             out["n_features"] = int(x["test"].shape[1])
         for name, count in cfg.label_counts():
-            params = done[f"{prefix}_{name}"].params
-            err = classification_error(linear_logits, params, x["test"], y["test"])
+            candidates = unstack(done[f"{prefix}_{name}"].params)
+            valid = [classification_error(linear_logits, p, x["valid"], y["valid"])
+                     for p in candidates]  # fmt: skip
+            best = int(np.argmin(valid))
+            err = classification_error(linear_logits, candidates[best], x["test"], y["test"])
             out[f"{tag}test_error_{name}"] = err
             out[f"{tag}test_error_{name}_stderr"] = float(np.sqrt(err * (1 - err) / len(y["test"])))
-            out[f"{tag}valid_error_{name}"] = classification_error(linear_logits, params,
-                                                                   x["valid"], y["valid"])  # fmt: skip
+            out[f"{tag}valid_error_{name}"] = valid[best]
+            out[f"{tag}weight_decay_{name}"] = grid[best]
+            out[f"{tag}valid_errors_{name}"] = valid
             out[f"n_labels_{name}"] = len(d.labels["train"][:count])
     return out
 

@@ -43,7 +43,16 @@ from egm.train.state import (
     make_multi_step,
     make_step,
 )
-from egm.train.sweep import map_epoch, set_hyperparams, stack, sweep_epoch, sweep_keys, unstack
+from egm.train.sweep import (
+    grid_states,
+    grid_step,
+    map_epoch,
+    set_hyperparams,
+    stack,
+    sweep_epoch,
+    sweep_keys,
+    unstack,
+)
 
 __all__ = [
     "Checkpointer",
@@ -71,6 +80,8 @@ __all__ = [
     "fe_data_check",
     "fe_objective",
     "fit",
+    "grid_states",
+    "grid_step",
     "greedy",
     "helmholtz",
     "helmholtz_objective",

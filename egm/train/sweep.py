@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
 
+from egm.errors import ConfigError
+
 
 def stack(trees: Sequence[Any]) -> Any:
     """Stack a list of identically-structured pytrees along a new leading (sweep) axis."""
@@ -65,3 +67,41 @@ def set_hyperparams(opt_state: Any, **values: Any) -> Any:
             raise KeyError(f"unknown hyper-parameter {k!r}; this optimiser has {sorted(hp)}")
         hp[k] = jnp.asarray(v, dtype=jnp.asarray(hp[k]).dtype)
     return opt_state._replace(hyperparams=hp)
+
+
+def grid_states(state: Any, **grid: Sequence[float]) -> Any:
+    """A grid of ``K`` copies of one train state stacked on a new leading axis, member ``i``
+    with the optimiser hyper-parameters ``{name: values[i]}`` (every list of length ``K``),
+    e.g. ``grid_states(state, weight_decay=[0.3, 1.0, 3.0])``: the candidates of a choice made
+    on validation data, trained side by side within one run by :func:`grid_step` (and within
+    each member of a sweep)."""
+    lengths = {len(v) for v in grid.values()}
+    if len(lengths) != 1 or 0 in lengths:
+        raise ConfigError(f"grid_states needs value lists of one common length >= 1, got "
+                         f"{ {k: len(v) for k, v in grid.items()} }")  # fmt: skip
+    (k,) = lengths
+    members = [
+        state._replace(opt_state=set_hyperparams(state.opt_state,
+                                                 **{n: v[i] for n, v in grid.items()}))
+        for i in range(k)
+    ]  # fmt: skip
+    return stack(members)
+
+
+def grid_step(step: Callable) -> Callable:
+    """``step`` over the stacked states of :func:`grid_states`: every candidate sees the same
+    batch and draws from its own key (``split(key, K)``), so candidate ``i`` trains exactly
+    as a run of ``step`` alone would with its hyper-parameters and that key.  Metrics are the
+    grid's mean (``<name>``) and lowest value (``<name>_min``)."""
+
+    def stepped(states: Any, batch: Any, key: PRNGKeyArray):
+        k = jax.tree_util.tree_leaves(states)[0].shape[0]
+        states, metrics = jax.vmap(step, in_axes=(0, None, 0))(
+            states, batch, jax.random.split(key, k)
+        )
+        out = {}
+        for name, v in metrics.items():
+            out[name], out[f"{name}_min"] = jnp.mean(v), jnp.min(v)
+        return states, out
+
+    return stepped

@@ -11,7 +11,8 @@ from egm.errors import ConfigError
 
 def test_bad_configs_are_refused(tmp_path):
     """Layer sizes that the pooling does not divide, a label setting larger than the
-    training set, a malformed label list, and a list with one value per layer missing."""
+    training set, a malformed label list, a list with one value per layer missing, and
+    candidate weight decays that are negative, not numbers, none or NaN."""
     mod = load_experiment("crbm_mnist")
     cfg = tiny("crbm_mnist", tmp_path)
     with pytest.raises(ConfigError, match="do not divide"):
@@ -22,4 +23,7 @@ def test_bad_configs_are_refused(tmp_path):
         run.run(mod.EXPERIMENT, dataclasses.replace(cfg, labels="all,ten"))
     with pytest.raises(ConfigError, match="one value per layer"):
         run.run(mod.EXPERIMENT, dataclasses.replace(cfg, filters="4"))
+    for bad in ("0.1,-1", "one", "", "nan"):
+        with pytest.raises(ConfigError, match="weight decays >= 0"):
+            run.run(mod.EXPERIMENT, dataclasses.replace(cfg, clf_weight_decays=bad))
     assert not (tmp_path / "results.json").exists()

@@ -550,6 +550,10 @@ def _check_crbm(res, cfg, wd, mod):
         assert 0.0 <= res[f"test_error_{s}"] <= 1.0 and res[f"test_error_{s}_stderr"] > 0
     assert res["test_error_all"] < 0.6, res["test_error_all"]
     assert res["published"]["test_error_all"]["source"] == "Lee et al. 2009"
+    for s in ("all", "100"):  # the candidate decays' validation errors; the kept one is the lowest
+        valid = res[f"valid_errors_{s}"]
+        assert len(valid) == 2 and res[f"valid_error_{s}"] == min(valid)
+        assert res[f"weight_decay_{s}"] == (0.1, 1.0)[valid.index(min(valid))]
     for line in _lines(wd)[:2]:
         assert line["pool_mean"] == pytest.approx(4 * line["hidden_mean"], rel=1e-5)
         assert line["recon_error"] > 0
