@@ -98,8 +98,8 @@ def phases(cfg: Config) -> list[run.Phase]:
         "finetune", init_finetune, lambda c: classifier.classifier_objective(apply_mlp(c)),
         lambda c, d: c.ft_optimizer(len(d.binary["train"])), epochs=lambda c: c.ft_epochs, batch_size=lambda c: c.ft_batch_size,
         inputs=lambda c, d: ft_x(c, d, "train"),
-        monitor=lambda c, d, st, key, e: {"valid_error": error(c, d, st.params, "valid")},
-        select=None if cfg.ft_patience is None else "valid_error",  # --ft_patience: early stopping
+        valid_error=lambda c, d, st: error(c, d, st.params, "valid"),
+        select=cfg.ft_patience is not None,  # --ft_patience: early stopping
     )  # fmt: skip
     pre = greedy.greedy_phases(cfg, lambda c: c.layer_specs(), lambda c, d: d.binary["train"])
     return [*pre, finetune]

@@ -10,6 +10,7 @@ network then classifies (label hidden, pixels clamped) and fills in missing pixe
     python experiments/mpdbm_mnist.py --config tiny        # smoke test, seconds
     python experiments/mpdbm_mnist.py --config full        # the paper's architecture
     python experiments/mpdbm_mnist.py --config tiny --sweep learning_rate=3e-4,1e-3
+    python experiments/mpdbm_mnist.py --config full --patience 10   # early stopping on valid
 
 Published: 0.88 % test error (Goodfellow et al. 2013, with the multi-inference trick after
 long training on a GPU).  What the full config reached here, and in how long, is in
@@ -29,7 +30,7 @@ from egm.data.validate import check_binary
 from egm.estimators import mpdbm
 from egm.eval.deep import dbm_evaluation
 from egm.run import deep
-from egm.run.config import at_least, field, greater_than, in_range, one_of
+from egm.run.config import at_least, field, greater_than, in_range, one_of, patience_field
 from egm.train import dbm_step
 
 
@@ -46,6 +47,7 @@ class Config(deep.AISFields):
     epochs: int = field(20, check=at_least(1))
     batch_size: int = field(100, check=at_least(1))
     learning_rate: float = field(3e-4, check=greater_than(0), sweep=True, help="Adam")
+    patience: int | None = patience_field("validation error")
     # the test log-likelihood bound (labels summed out): mean field
     mf_tol: float = field(1e-5, check=greater_than(0), eval_only=True)
     mf_max_iter: int = field(100, check=at_least(1), eval_only=True)
@@ -92,7 +94,9 @@ def phases(cfg: Config) -> list[run.Phase]:
         epochs=lambda c: c.epochs,
         inputs=lambda c, d: d.train,
         check=lambda x: check_binary(x, "training images"),
-        monitor=lambda c, d, st, key, e: {"valid_error": error(c, d, st, "valid")},
+        valid_error=lambda c, d, st: error(c, d, st, "valid"),
+        select=cfg.patience is not None,  # --patience: early stopping
+        patience="patience",
     )
     return [train_phase]
 

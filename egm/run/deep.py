@@ -185,26 +185,36 @@ def classifier_phase(
     batch_size: Callable[[Any], int] = lambda cfg: cfg.batch_size,
     inputs: Callable[[Any, Any], Any] = lambda cfg, d: d.binary["train"],
     labels: Callable[[Any, Any], Any] = lambda cfg, d: d.labels["train"],
-    monitor: Callable[..., dict] | None = None,
     check: Callable[[Any], None] | None = None,
-    select: str | None = None,
+    valid_error: Callable[[Any, Any, TrainState], float] | None = None,
+    select: bool = False,
+    patience: str = "ft_patience",
 ) -> Phase:
     """A phase training on ``(inputs(cfg, data), labels(cfg, data))`` (784 features, 10
     classes, :func:`egm.train.classifier.classifier_data_check`, then ``check(x)`` if given)
     from ``init(cfg, data, key, done)`` with ``make_step(objective(cfg), optimizer(cfg,
-    data))``: a DBN's or DBM's discriminative fine-tuning, an MP-DBM's training.  ``select``:
-    a ``monitor`` metric to select the epoch on (:class:`egm.run.Phase`), with the config's
-    ``ft_patience`` (:class:`FinetuneFields`) as the patience."""
+    data))``: a DBN's or DBM's discriminative fine-tuning, an MP-DBM's training.
+
+    ``valid_error(cfg, data, state)``: the classifier's validation error, monitored after
+    every epoch (``valid_error`` in the metrics).  ``select`` (pass ``cfg.<patience> is not
+    None``): keep the epoch of the lowest one, and stop after the config's ``patience`` field
+    (:func:`egm.run.config.patience_field`, e.g. :class:`FinetuneFields`' ``ft_patience``)
+    epochs without a lower one (:class:`egm.run.Phase`'s ``select``); else keep the last."""
+    if select and valid_error is None:
+        raise ConfigError("select needs the valid_error to select on")
 
     def data_check(cfg, xy) -> None:
         classifier_data_check(784, 10)(xy)
         if check is not None:
             check(xy[0])
 
+    monitor = None if valid_error is None else (
+        lambda c, d, st, key, epoch: {"valid_error": valid_error(c, d, st)})  # fmt: skip
     return Phase(name, init, lambda c, d, done: make_step(objective(c), optimizer(c, d)),
                  epochs=epochs, batch_size=batch_size, data_check=data_check, monitor=monitor,
-                 train_data=lambda c, d, done: (inputs(c, d), labels(c, d)), select=select,
-                 patience=lambda c: int(getattr(c, "ft_patience", None) or 0))  # fmt: skip
+                 train_data=lambda c, d, done: (inputs(c, d), labels(c, d)),
+                 select="valid_error" if select else None,
+                 patience=lambda c: int(getattr(c, patience, None) or 0))  # fmt: skip
 
 
 def dbm_phase(name: str, init_params: Callable[..., tuple[DBMParams, tuple | None]]) -> Phase:

@@ -97,17 +97,21 @@ def test_score_samples_scores_the_declared_sampler(name, tmp_path):
     assert (tmp_path / "copies.png").exists()
 
 
-def test_dbn_finetuning_selects_on_validation_with_ft_patience():
-    """``--ft_patience p``: the fine-tuning phase selects on its monitored ``valid_error``
-    with patience p (the driver's early stopping, tests/run/test_driver_select.py); unset, it
-    keeps the last epoch as before."""
+@pytest.mark.parametrize(("name", "phase", "flag"), [("dbn_mnist", "finetune", "ft_patience"),
+                                                      ("dbm_mnist", "finetune", "ft_patience"),
+                                                      ("mpdbm_mnist", "train", "patience")])  # fmt: skip
+def test_classifier_phases_select_on_validation_with_patience(name, phase, flag):
+    """``--ft_patience p`` (the DBN's and the DBM's fine-tuning) and ``--patience p`` (the
+    MP-DBM's training): the phase selects on its monitored ``valid_error`` with patience p
+    (the driver's early stopping, tests/run/test_driver_select.py); unset, it keeps the last
+    epoch as before (still monitoring the validation error)."""
     from egm.run import config as cfglib
 
-    mod = load_experiment("dbn_mnist")
-    on, _ = cfglib.parse_args(mod.PRESETS, ["--config", "tiny", "--ft_patience", "3"])
+    mod = load_experiment(name)
+    on, _ = cfglib.parse_args(mod.PRESETS, ["--config", "tiny", f"--{flag}", "3"])
     off, _ = cfglib.parse_args(mod.PRESETS, ["--config", "tiny"])
-    ft_on, ft_off = mod.phases(on)[-1], mod.phases(off)[-1]
-    assert (ft_on.name, ft_on.select, ft_on.patience(on)) == ("finetune", "valid_error", 3)
-    assert ft_off.select is None and ft_off.patience(off) == 0
-    with pytest.raises(ConfigError, match="ft_patience"):
-        cfglib.parse_args(mod.PRESETS, ["--config", "tiny", "--ft_patience", "-1"])
+    ph_on, ph_off = mod.phases(on)[-1], mod.phases(off)[-1]
+    assert (ph_on.name, ph_on.select, ph_on.patience(on)) == (phase, "valid_error", 3)
+    assert ph_off.select is None and ph_off.patience(off) == 0 and ph_off.monitor is not None
+    with pytest.raises(ConfigError, match=flag):
+        cfglib.parse_args(mod.PRESETS, ["--config", "tiny", f"--{flag}", "-1"])
