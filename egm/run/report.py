@@ -184,6 +184,7 @@ def rows_of(res: dict, path: str = "") -> list[dict]:
         else:
             unit = "" if pub is None else pub["unit"]
             value = v
+            se = first.get(f"{key}_stderr")  # e.g. a test error's binomial standard error
             row.update(
                 value=value,
                 method=key.replace("_", " "),
@@ -193,7 +194,9 @@ def rows_of(res: dict, path: str = "") -> list[dict]:
                 or res.get("protocol", "")
                 or _from_config(res, "binarization"),
                 unit=unit,
-                uncertainty="deterministic",
+                uncertainty=f"± {_num(float(se), unit)} (s.e.)"
+                if _is_float(se)
+                else "deterministic",
             )
         if summary is not None:
             row["value"] = summary["mean"]

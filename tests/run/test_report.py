@@ -117,6 +117,10 @@ def test_published_non_record_figures_and_sweeps():
     err = next(r for r in rows if r["result"] == "test_error")
     assert err["figure"] == "2.00 %" and err["published"] == "0.88 %"
     assert err["dataset"] == "mnist(idx)" and report.check_rows(rows) == []
+    assert err["uncertainty"] == "deterministic"  # no test_error_stderr in the results
+    (with_se,) = [r for r in report.rows_of({**res, "test_error_stderr": 0.0014})
+                  if r["result"] == "test_error"]  # fmt: skip
+    assert with_se["uncertainty"] == "± 0.14 % (s.e.)"
     first = {"test_loglik": res["test_loglik"]}
     sweep = {
         **{k: v for k, v in res.items() if k not in ("test_loglik", "test_error")},
