@@ -3,6 +3,7 @@
     python experiments/benchmarks/sweep.py                # 16 RBMs 784x64, 8 VAEs 784-200-200-50
     python experiments/benchmarks/sweep.py --quick        # tiny smoke run
     python experiments/benchmarks/sweep.py --models rbm --epochs 3
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 python experiments/benchmarks/sweep.py --sharded
 
 A sweep (DESIGN.md §2) gives every member its own seed and learning rate; the learning
 rate is an injected hyper-parameter of ``egm.train.sgd`` / ``egm.train.adam``
@@ -32,6 +33,10 @@ status 1 if not) and the stricter elementwise ``members_allclose``.  vmap reorde
 operations (XLA:CPU runs a batched product with other kernels than a single one), so the
 two runs differ by round-off, which PCD's Bernoulli draws can turn into an occasional
 flipped chain unit; hence the comparison after the first epochs, and its tolerance.
+``--sharded``: the vmapped sweep's members split over every device (``sweep_devices``; the
+sequential peer stays on device 0).  On a CPU, host devices come from ``XLA_FLAGS``; on a
+2-core machine more than 2 of them slow the peer itself (measured: 13.8 model-epochs/s at 4,
+10.1 at 8, against 17.3-17.5 at 1 or 2; BUILD_NOTES.md), so only 2 give a like-for-like ratio.
 ``gemm_bound_fraction``: seconds of the vmapped epoch's (batched) matrix products alone,
 in a jitted scan of as many updates with no random draws, over the vmapped seconds.
 """
@@ -101,18 +106,26 @@ def vae_members(X, n: int, hidden: tuple[int, ...], latent: int, seed: int):
     return step, states, jnp.stack(roots), lrs
 
 
-def make_contenders(step, states, roots, X, batch_size: int, epochs: int):
+def make_contenders(step, states, roots, X, batch_size: int, epochs: int, mesh=None):
     """``(go_vmapped, go_sequential, compiled_vmapped, finals)``: each ``go`` trains every
-    member for ``epochs`` more epochs; ``finals()`` gives both contenders' current params."""
+    member for ``epochs`` more epochs; ``finals()`` gives both contenders' current params.
+    ``mesh`` (:func:`egm.train.sweep_mesh`): the vmapped sweep's members split over its
+    devices (:func:`egm.train.sharded_sweep_epoch`); ``compiled_vmapped`` is then still the
+    one-device program (whose products the GEMM bound replays)."""
     epoch = train.make_epoch(step, batch_size)
     vmapped = jax.jit(train.sweep_epoch(epoch), donate_argnums=0)
     single = jax.jit(epoch, donate_argnums=0)
     box = {"vm": train.stack(states), "seq": list(states), "e_vm": 0, "e_seq": 0}
     compiled = vmapped.lower(box["vm"], X, train.sweep_keys(roots, 0)).compile()
+    run, X_vm, keys_of = compiled, X, lambda e: train.sweep_keys(roots, e)
+    if mesh is not None:
+        box["vm"], X_vm = train.shard_sweep(box["vm"], mesh), train.replicate(X, mesh)
+        keys_of = lambda e: train.shard_sweep(train.sweep_keys(roots, e), mesh)  # noqa: E731
+        run = train.sharded_sweep_epoch(epoch, mesh)
 
     def go_vmapped():
         for _ in range(epochs):
-            box["vm"], _ = compiled(box["vm"], X, train.sweep_keys(roots, box["e_vm"]))
+            box["vm"], _ = run(box["vm"], X_vm, keys_of(box["e_vm"]))
             box["e_vm"] += 1
         return jax.block_until_ready(box["vm"])
 
@@ -179,7 +192,8 @@ def bench_one(kind: str, X, cfg: dict, a, env: dict, source: str) -> dict:
         name = f"sweep_vae_{n}x{X.shape[1]}-{'-'.join(map(str, H))}-{Lz}"
         what = "VAE tanh, Bernoulli output, ELBO (1 draw, analytic KL), adam"
     initial = [jax.tree_util.tree_map(np.array, s.params) for s in states]
-    go_vm, go_seq, compiled, finals = make_contenders(step, states, roots, X, B, E)
+    mesh = train.sweep_mesh(n) if a.sharded else None
+    go_vm, go_seq, compiled, finals = make_contenders(step, states, roots, X, B, E, mesh)
     go_vm(), go_seq()  # the untimed warm-up: E epochs of every member from its initial state
     vm_params, seq_params, epochs_done = finals()
     check = compare_members(vm_params, seq_params, initial)
@@ -214,6 +228,7 @@ def bench_one(kind: str, X, cfg: dict, a, env: dict, source: str) -> dict:
         **bound.record(med["gemm_bound"], med["vmapped"]),
         **check,
         members_epochs_compared=epochs_done,
+        sweep_devices=1 if mesh is None else int(mesh.devices.size),
         data=source,
         quick=a.quick,
         **env,
@@ -223,6 +238,9 @@ def bench_one(kind: str, X, cfg: dict, a, env: dict, source: str) -> dict:
 def main(argv: list[str] | None = None) -> list[dict]:
     p = _bench.base_parser(__doc__.splitlines()[0])
     p.add_argument("--models", default="rbm,vae", help="comma-separated subset of: rbm, vae")
+    p.add_argument("--sharded", action="store_true", help="split the vmapped sweep's members "
+                   "over every device (egm.train.sharded_sweep_epoch); on a CPU, give it host "
+                   "devices with XLA_FLAGS=--xla_force_host_platform_device_count=N")  # fmt: skip
     for k in ("rbm_members", "vae_members", "n_hidden", "epochs", "batch_size", "n_examples"):
         p.add_argument(f"--{k}", type=int, default=None)
     a = p.parse_args(argv)

@@ -58,3 +58,24 @@ def test_each_member_carries_its_own_learning_rate(load_bench):
     np.testing.assert_allclose(got, lrs, rtol=1e-6)
     assert len({tuple(np.asarray(s.params.W).ravel()) for s in states}) == 3  # own seeds
     assert roots.shape[0] == 3
+
+
+@pytest.mark.slow
+def test_sharded_sweep_quick_on_two_host_devices(bench_dir):
+    """``--sharded`` with 2 XLA host devices (a subprocess: the flag must precede jax's
+    start): 4 members split 2 per device, and member i still equals the i-th sequential
+    run (the benchmark's own check, exit status 0)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    out = subprocess.run(
+        [sys.executable, "sweep.py", "--quick", "--repeats", "1", "--models", "rbm",
+         "--rbm_members", "4", "--sharded"],
+        cwd=bench_dir, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    (rec,) = [json.loads(ln) for ln in out.stdout.splitlines() if ln.startswith("{")]
+    assert rec["sweep_devices"] == 2 and rec["members"] == 4 and rec["members_match"] is True
