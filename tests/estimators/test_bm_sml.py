@@ -20,7 +20,7 @@ def _bm(seed, scale=1.2):
 
 def _exact_book_gradient(p, v_data):
     """Loss gradient in the book's convention: autodiff w.r.t. entries, made per coupling."""
-    g = jax.grad(lambda q: -jnp.mean(exact.bm_log_likelihood(q, v_data)))(p)
+    g = jax.jit(jax.grad(lambda q: -jnp.mean(exact.bm_log_likelihood(q, v_data))))(p)
     U = g.U + g.U.T
     return np.asarray(U * (1 - jnp.eye(V + H))), np.asarray(g.a)
 

@@ -11,7 +11,7 @@ from egm.estimators import contrastive, exact
 
 
 def _exact_loss_grad(p, v_data):
-    return jax.grad(lambda q: -jnp.mean(exact.rbm_log_likelihood(q, v_data)))(p)
+    return jax.jit(jax.grad(lambda q: -jnp.mean(exact.rbm_log_likelihood(q, v_data))))(p)
 
 
 def _flat(g):

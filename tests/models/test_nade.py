@@ -53,11 +53,14 @@ def state_index(x):
 
 
 def naive_nade_logits(P, x, order):
-    """Each conditional by its own pass: h = σ(c + Σ_{k<d} W_{o_k} x_{o_k})."""
+    """Each conditional by its own pass: h = σ(c + Σ_{k<d} W_{o_k} x_{o_k}) (float64 numpy:
+    an independent reference, and no per-shape compilation of eager JAX ops)."""
+    P = {k: np.asarray(v, np.float64) for k, v in P.items()}
+    x = np.asarray(x, np.float64)
     out = np.zeros(x.shape, np.float64)
     for d, i in enumerate(order):
         prev = list(order[:d])
-        h = jax.nn.sigmoid(P["c"] + x[..., prev] @ P["W"][jnp.asarray(prev, int)])
+        h = 1.0 / (1.0 + np.exp(-(P["c"] + x[..., prev] @ P["W"][prev])))
         out[..., i] = h @ P["V"][i] + P["b"][i]
     return out
 

@@ -178,7 +178,7 @@ def test_reparameterised_elbo_gradient_matches_analytic():
     ~30 coordinates the chance of a false failure is < 2e-5; the floor is float32
     round-off, for coordinates whose per-draw gradient has zero variance)."""
     m, p = _lin_model(), _lin_params(exact_posterior=False, seed=1)
-    truth = jax.grad(_exact_elbo)(p, X0)
+    truth = jax.jit(jax.grad(_exact_elbo))(p, X0)
     for analytic_kl in (True, False):
 
         def g1(key, analytic_kl=analytic_kl):

@@ -26,7 +26,7 @@ def _exact_nll_grad(p, data):
             q
         )
 
-    return jax.grad(nll)(p)
+    return jax.jit(jax.grad(nll))(p)
 
 
 def _step_gradient(chain, p, data, v_chains, key):
