@@ -16,13 +16,15 @@ class BinarizedMNIST(NamedTuple):
     re-draws it); ``binary``: train/valid/test dicts, binary under every protocol (dynamic:
     one fixed draw, seed ``binarization_seed + 10 + split index``); ``labels``: the integer
     classes per split; ``source``: where the digits came from; ``protocol``: the sentence
-    stored with every likelihood."""
+    stored with every likelihood; ``grey``: the grey digits per split (values in [0, 1]) when
+    loaded with ``keep_grey=True``, else ``None``."""
 
     train: np.ndarray
     binary: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
     source: str
     protocol: str
+    grey: dict[str, np.ndarray] | None = None
 
 
 def load_binarized_mnist(
@@ -31,9 +33,11 @@ def load_binarized_mnist(
     *,
     source: str = "auto",
     data_dir: str | os.PathLike[str] | None = None,
+    keep_grey: bool = False,
 ) -> BinarizedMNIST:
     """Train/valid/test MNIST (:func:`egm.data.load_mnist`) under ``binarization``: "fixed"
-    (one seeded draw per split, seeds ``s, s+1, s+2``), "dynamic" or "threshold"."""
+    (one seeded draw per split, seeds ``s, s+1, s+2``), "dynamic" or "threshold";
+    ``keep_grey``: also keep the grey splits (``.grey``; e.g. a classifier's inputs)."""
     splits = {
         s: load_mnist(s, source=source, data_dir=data_dir) for s in ("train", "valid", "test")
     }
@@ -54,4 +58,5 @@ def load_binarized_mnist(
     elif binarization == "dynamic":
         protocol += "; evaluation on one fixed draw per split (seed binarization_seed + 10 + split)"
     labels = {name: np.asarray(ds.y) for name, ds in splits.items()}
-    return BinarizedMNIST(train, binary, labels, splits["train"].source, protocol)
+    return BinarizedMNIST(train, binary, labels, splits["train"].source, protocol,
+                          grey if keep_grey else None)  # fmt: skip

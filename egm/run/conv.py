@@ -4,7 +4,9 @@ Two convolutional RBMs with probabilistic max pooling (:mod:`egm.energies.conv_r
 trained greedily, one driver phase each (``layer0``, ``layer1``): layer 0 on binarized
 28x28 digits, layer 1 on layer 0's pooling probabilities ``P(p¹ = 1 | v)``, re-drawn as
 Bernoulli units in every minibatch.  The features of a digit are both layers' pooling
-probabilities (bottom-up inference), flattened and concatenated; a linear softmax classifier
+probabilities (bottom-up inference), flattened and concatenated, computed from the grey digit
+(its intensities as the visible units' probabilities; ``feature_input="binary"``: from the
+binarized digit the layers train on); a linear softmax classifier
 (multinomial logistic regression, Adam with L2 weight decay) is trained on them for each label
 setting (``clf_all``, ``clf_1000``...: the first ``n`` labelled training digits, as in the
 paper's 1k/2k/3k/5k/all-label table; the paper averages random subsets over trials), one per
@@ -47,6 +49,7 @@ __all__ = [
     "conv_rbm_objective",
     "features",
     "layer_phases",
+    "protocol",
 ]
 
 IMAGE = 28
@@ -150,6 +153,10 @@ class CDBNFields(MNISTFields):
                                    help="the classifiers' candidate weight decays: each label "
                                         "setting keeps the one of lowest validation error")  # fmt: skip
     pixel_baseline: bool = field(True, help="also train the same classifiers on the raw pixels")
+    feature_input: str = field("grey", check=one_of("grey", "binary"),
+                               help="what the features and the pixel baseline see: the grey "
+                                    "digits (intensities as visible probabilities) or the "
+                                    "binarized ones the layers train on")  # fmt: skip
 
     def check(self) -> None:
         super().check()
@@ -175,7 +182,8 @@ class CDBNFields(MNISTFields):
 
     def load_data(self) -> BinarizedMNIST:
         d = load_binarized_mnist(self.binarization, self.binarization_seed, source=self.source,
-                                 data_dir=self.data_dir)  # fmt: skip
+                                 data_dir=self.data_dir,
+                                 keep_grey=self.feature_input == "grey")  # fmt: skip
         n = len(d.labels["train"])
         too_many = [c for _, c in self.label_counts() if c is not None and c > n]
         if too_many:
@@ -195,7 +203,7 @@ class CDBNFields(MNISTFields):
                 f"{self.layer_epochs}, batch {self.batch_size}, SGD lr {self.learning_rate} "
                 f"(linear decay), momentum {self.momentum}, weight decay {self.weight_decay}, "
                 f"sparsity target {self.sparsity_target} (cost {self.sparsity_cost}); linear "
-                f"softmax classifiers: Adam lr {self.clf_learning_rate}, {self.clf_epochs} "
+                f"softmax classifiers on the {self.feature_input} digits' features: Adam lr {self.clf_learning_rate}, {self.clf_epochs} "
                 f"epochs, weight decay chosen on validation per label setting from "
                 f"{self.clf_weight_decays}")  # fmt: skip
 
@@ -203,8 +211,12 @@ class CDBNFields(MNISTFields):
 # --------------------------------------------------------------------------------- layers
 
 
-def _images(d: BinarizedMNIST, split: str, n: int | None = None) -> np.ndarray:
-    x = np.asarray(d.binary[split][:n], np.float32)
+def _images(d: BinarizedMNIST, split: str, n: int | None = None, grey: bool = False) -> np.ndarray:  # fmt: skip
+    """The binarized digits of ``split`` (the first ``n``) as ``(N, 28, 28, 1)`` images, or with
+    ``grey`` the grey ones (``d`` loaded with ``keep_grey=True``)."""
+    if grey and d.grey is None:
+        raise ConfigError("grey digits were not loaded: load_binarized_mnist(..., keep_grey=True)")
+    x = np.asarray((d.grey if grey else d.binary)[split][:n], np.float32)
     return x.reshape(len(x), IMAGE, IMAGE, 1)
 
 
@@ -291,10 +303,11 @@ def layer_phases(cfg: CDBNFields) -> list[Phase]:
 
 def features(cfg: CDBNFields, d: BinarizedMNIST, done: dict, split: str,
              n: int | None = None) -> np.ndarray:  # fmt: skip
-    """Both layers' pooling probabilities of the digits of ``split`` (bottom-up inference),
-    flattened and concatenated: ``(N, F)``."""
+    """Both layers' pooling probabilities of the digits of ``split`` (bottom-up inference from
+    the grey or binarized digits, ``cfg.feature_input``), flattened and concatenated: ``(N, F)``."""
     specs = cfg.specs()
-    p1 = pool_probabilities(specs[0], done["layer0"].params, _images(d, split, n))
+    x = _images(d, split, n, grey=cfg.feature_input == "grey")
+    p1 = pool_probabilities(specs[0], done["layer0"].params, x)
     p2 = pool_probabilities(specs[1], done["layer1"].params, p1)
     return np.concatenate([p1.reshape(len(p1), -1), p2.reshape(len(p2), -1)], axis=1)
 
@@ -303,8 +316,8 @@ _FEATURES: dict[tuple, np.ndarray] = {}
 
 
 def _features_cached(cfg, d, done, split, n=None, kind="cdbn"):
-    """:func:`features` (``kind="cdbn"``) or the raw pixels (``kind="pixels"``: the baseline)
-    standardised per feature by the mean and standard deviation (+0.01) over all training
+    """:func:`features` (``kind="cdbn"``) or the raw pixels (``kind="pixels"``: the baseline, grey
+    or binarized as ``cfg.feature_input`` says) standardised per feature by the mean and standard deviation (+0.01) over all training
     digits (no labels), as the classifiers see them; computed once per (parameters, config,
     data, split, n) in a process, so every classifier phase and the evaluation share them
     (keyed by the parameters' bytes)."""
@@ -318,15 +331,15 @@ def _features_cached(cfg, d, done, split, n=None, kind="cdbn"):
 
     def raw(split, n=None):
         if kind == "pixels":
-            x = _images(d, split, n)
+            x = _images(d, split, n, grey=cfg.feature_input == "grey")
             return x.reshape(len(x), -1)
         return features(cfg, d, done, split, n)
 
-    key = (kind, h.hexdigest(), cfg.pools, d.source, d.protocol, split, n)
+    key = (kind, h.hexdigest(), cfg.pools, cfg.feature_input, d.source, d.protocol, split, n)
     if key not in _FEATURES:
         if len(_FEATURES) >= 12:
             _FEATURES.pop(next(iter(_FEATURES)))
-        stats_key = (*key[:5], "stats")
+        stats_key = (*key[:6], "stats")
         if stats_key not in _FEATURES:  # standardisation by all training digits (no labels)
             x = raw("train")
             _FEATURES[stats_key] = (x.mean(0), x.std(0) + 0.01)
@@ -382,6 +395,14 @@ def classifier_phases(cfg: CDBNFields, kind: str = "cdbn") -> list[Phase]:
                             batch_size=lambda c, count=count: min(c.clf_batch_size, count or 10**9),
                             train_data=data, data_check=check))  # fmt: skip
     return phases
+
+
+def protocol(cfg: CDBNFields, d: BinarizedMNIST) -> str:
+    """The sentence stored with the test errors: the layers' binarization protocol and what
+    the classifiers see."""
+    seen = ("grey digits (intensities as the visible probabilities)"
+            if cfg.feature_input == "grey" else "same binarized digits")  # fmt: skip
+    return f"layers trained on {d.protocol}; features and pixel baseline from the {seen}"
 
 
 def test_errors(cfg: CDBNFields, d: BinarizedMNIST, done: dict) -> dict[str, Any]:

@@ -550,6 +550,7 @@ def _check_crbm(res, cfg, wd, mod):
         assert 0.0 <= res[f"test_error_{s}"] <= 1.0 and res[f"test_error_{s}_stderr"] > 0
     assert res["test_error_all"] < 0.6, res["test_error_all"]
     assert res["published"]["test_error_all"]["source"] == "Lee et al. 2009"
+    assert "fixed binarization" in res["protocol"] and "from the grey digits" in res["protocol"]
     for s in ("all", "100"):  # the candidate decays' validation errors; the kept one is the lowest
         valid = res[f"valid_errors_{s}"]
         assert len(valid) == 2 and res[f"valid_error_{s}"] == min(valid)
