@@ -6,7 +6,8 @@ pooling probabilities; a linear softmax classifier on both layers' pooled featur
 label setting (the first n labelled digits, or all), inferred bottom-up from the grey digits
 (intensities as visible probabilities; --feature_input binary: from the binarized ones).  Lee
 et al. (2009) report 0.82 % test error with all 60,000 labels (recalled; their table also has
-1k/2k/3k/5k labels, averaged over random subsets; they used an SVM).  Model and phases: egm.energies.conv_rbm, egm.run.conv.
+1k/2k/3k/5k labels, averaged over random subsets; they used an SVM).  Model and phases:
+egm.energies.conv_rbm, egm.run.conv.
 
     python experiments/crbm_mnist.py                      # default: embedded subset, offline
     python experiments/crbm_mnist.py --config tiny        # smoke test, seconds

@@ -203,15 +203,16 @@ class CDBNFields(MNISTFields):
                 f"{self.layer_epochs}, batch {self.batch_size}, SGD lr {self.learning_rate} "
                 f"(linear decay), momentum {self.momentum}, weight decay {self.weight_decay}, "
                 f"sparsity target {self.sparsity_target} (cost {self.sparsity_cost}); linear "
-                f"softmax classifiers on the {self.feature_input} digits' features: Adam lr {self.clf_learning_rate}, {self.clf_epochs} "
-                f"epochs, weight decay chosen on validation per label setting from "
+                f"softmax classifiers on the {self.feature_input} digits' features: Adam lr "
+                f"{self.clf_learning_rate}, {self.clf_epochs} epochs, weight decay chosen on validation per label setting from "
                 f"{self.clf_weight_decays}")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------- layers
 
 
-def _images(d: BinarizedMNIST, split: str, n: int | None = None, grey: bool = False) -> np.ndarray:  # fmt: skip
+def _images(d: BinarizedMNIST, split: str, n: int | None = None,
+            grey: bool = False) -> np.ndarray:  # fmt: skip
     """The binarized digits of ``split`` (the first ``n``) as ``(N, 28, 28, 1)`` images, or with
     ``grey`` the grey ones (``d`` loaded with ``keep_grey=True``)."""
     if grey and d.grey is None:
@@ -316,9 +317,9 @@ _FEATURES: dict[tuple, np.ndarray] = {}
 
 
 def _features_cached(cfg, d, done, split, n=None, kind="cdbn"):
-    """:func:`features` (``kind="cdbn"``) or the raw pixels (``kind="pixels"``: the baseline, grey
-    or binarized as ``cfg.feature_input`` says) standardised per feature by the mean and standard deviation (+0.01) over all training
-    digits (no labels), as the classifiers see them; computed once per (parameters, config,
+    """:func:`features` (``kind="cdbn"``) or the raw pixels (``kind="pixels"``: the baseline,
+    grey or binarized as ``cfg.feature_input`` says) standardised per feature by the mean and
+    standard deviation (+0.01) over all training digits (no labels), as the classifiers see them; computed once per (parameters, config,
     data, split, n) in a process, so every classifier phase and the evaluation share them
     (keyed by the parameters' bytes)."""
     import hashlib
