@@ -204,8 +204,8 @@ class CDBNFields(MNISTFields):
                 f"(linear decay), momentum {self.momentum}, weight decay {self.weight_decay}, "
                 f"sparsity target {self.sparsity_target} (cost {self.sparsity_cost}); linear "
                 f"softmax classifiers on the {self.feature_input} digits' features: Adam lr "
-                f"{self.clf_learning_rate}, {self.clf_epochs} epochs, weight decay chosen on validation per label setting from "
-                f"{self.clf_weight_decays}")  # fmt: skip
+                f"{self.clf_learning_rate}, {self.clf_epochs} epochs, weight decay chosen on "
+                f"validation per label setting from {self.clf_weight_decays}")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------- layers
@@ -319,9 +319,9 @@ _FEATURES: dict[tuple, np.ndarray] = {}
 def _features_cached(cfg, d, done, split, n=None, kind="cdbn"):
     """:func:`features` (``kind="cdbn"``) or the raw pixels (``kind="pixels"``: the baseline,
     grey or binarized as ``cfg.feature_input`` says) standardised per feature by the mean and
-    standard deviation (+0.01) over all training digits (no labels), as the classifiers see them; computed once per (parameters, config,
-    data, split, n) in a process, so every classifier phase and the evaluation share them
-    (keyed by the parameters' bytes)."""
+    standard deviation (+0.01) over all training digits (no labels), as the classifiers see
+    them; computed once per (parameters, config, data, split, n) in a process, so every
+    classifier phase and the evaluation share them (keyed by the parameters' bytes)."""
     import hashlib
 
     h = hashlib.sha1()
