@@ -4,14 +4,13 @@ Variants: ``pretrained`` (greedy pretraining with doubled inputs, phases ``pretr
 then joint PCD with a mean-field positive phase, ``joint``) and ``centered`` (Montavon &
 Müller 2012, joint training from random init).  Evaluation: AIS bracket on log Z and the
 mean-field bound on test and train digits (:func:`egm.eval.deep.dbm_evaluation`); test error
-of an MLP on ``[v, q(h²|v)]`` fine-tuned from the DBM (``finetune``; ``--ft_patience p``: keep
-its epoch of lowest validation error, stop after p without a lower one); block-Gibbs samples
-(:func:`egm.energies.dbm.sample`, scored with ``--score_samples N``).  Resumes phase by phase.
+of an MLP on ``[v, q(h²|v)]`` fine-tuned from the DBM on the grey digits (``finetune``;
+``--ft_inputs binary``: the binarized ones; ``--ft_patience p``: keep its epoch of lowest
+validation error, stop after p without a lower one); block-Gibbs samples.  Resumes by phase.
 
     python experiments/dbm_mnist.py --config tiny                 # smoke test, seconds
     python experiments/dbm_mnist.py --config paper                # pretrained, the paper's setting
     python experiments/dbm_mnist.py --config paper_centered       # centered, random init
-    python experiments/dbm_mnist.py --config tiny --sweep seed=0:4
 
 Published (Salakhutdinov & Hinton 2009): bound -84.62 nats, test error 0.95 %; ours: BUILD_NOTES.md
 """
@@ -39,6 +38,7 @@ class Config(deep.DBMFields):
     finetune_epochs: int = field(10, check=at_least(0))
     finetune_lr: float = field(1e-3, check=greater_than(0), sweep=True, help="Adam")
     ft_patience: int | None = patience_field("validation error of the fine-tuning")
+    ft_inputs: str = deep.ft_inputs_field()
     reverse_start: str = field("forward", check=one_of("forward", "chains"), eval_only=True,
                                help="reverse AIS starts from the forward chains or the PCD chains")  # fmt: skip
     workdir: str = field("runs/dbm_mnist", eval_only=True)
@@ -84,7 +84,7 @@ def clf(cfg: Config) -> dbm_step.DBMClassifier:
 
 
 def error(cfg: Config, d: data.BinarizedMNIST, params, split: str) -> float:
-    return classifier.classification_error(clf(cfg).logits, params, d.binary[split], d.labels[split])  # fmt: skip
+    return classifier.classification_error(clf(cfg).logits, params, deep.ft_digits(cfg, d, split), d.labels[split])  # fmt: skip
 
 
 def init_finetune(cfg: Config, d: data.BinarizedMNIST, key, done):
@@ -102,6 +102,7 @@ def phases(cfg: Config) -> list[run.Phase]:
         deep.dbm_phase("joint", init_params),
         deep.classifier_phase("finetune", init_finetune, objective,
                               lambda c, d: train.adam(c.finetune_lr), epochs=lambda c: c.finetune_epochs,
+                              inputs=lambda c, d: deep.ft_digits(c, d, "train"),
                               valid_error=lambda c, d, st: error(c, d, (st.params, st.aux), "valid"),
                               select=cfg.ft_patience is not None),  # --ft_patience: early stopping
     ]  # fmt: skip
@@ -141,7 +142,7 @@ EXPERIMENT = run.Experiment(
         "model": f"DBM 784-{c.n_h1}-{c.n_h2} ({c.variant})",
         "training": ("greedy pretraining with doubled inputs; " if c.variant == "pretrained"
                      else "centered; ") + f"joint PCD-{c.k}, {c.mean_field_iters} mean-field sweeps",
-    },
+        "finetune": f"MLP on [v, q(h2|v)] initialised from the DBM, inputs {c.ft_inputs}"},
     divergence_hint=lambda c: f"(learning_rate={c.learning_rate}, momentum={c.momentum})",
 )  # fmt: skip
 

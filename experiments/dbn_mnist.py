@@ -6,7 +6,9 @@ greedy training of the RBM stack, a phase per layer (``layer0``, ``layer1``, ...
 variational lower bound with an AIS bracket on the top RBM's log Z, and the bottom RBM's AIS
 log-likelihood (:func:`egm.eval.deep.dbn_evaluation`); samples by Gibbs in the top RBM and a
 pass down (:func:`egm.models.dbn.sample`, scored with ``--score_samples N``); the test error
-of an MLP initialised from the DBN and fine-tuned (``finetune``).  Resumes layer by layer.
+of an MLP initialised from the DBN and fine-tuned (``finetune``) on the grey digits, as
+Hinton & Salakhutdinov fine-tune (``--ft_inputs binary``: on the binarized ones).  Resumes
+layer by layer.
 
     python experiments/dbn_mnist.py                       # default: embedded subset, offline
     python experiments/dbn_mnist.py --config tiny         # smoke test, seconds
@@ -19,10 +21,8 @@ Figures and wall times of the (truncated) CPU run: BUILD_NOTES.md, "DBN".
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax.numpy as jnp
-import numpy as np
 
 from egm import data, run, train
 from egm.eval.deep import dbn_evaluation
@@ -41,7 +41,6 @@ class Config(deep.DBNFields, deep.FinetuneFields):
     ais_temps: int = field(14500, check=at_least(3), eval_only=True)
     q_samples: int = field(10, check=at_least(2), eval_only=True, help="samples of Q per digit")
     bottom_rbm_ais: bool = field(True, eval_only=True, help="also the bottom RBM's AIS log-lik")
-    ft_inputs: str = field("binary", check=one_of("binary", "grey"))
     n_samples: int = field(100, check=at_least(1), eval_only=True)
     sample_gibbs: int = field(1000, check=at_least(0), eval_only=True)
     workdir: str = field("runs/dbn_mnist", eval_only=True)
@@ -63,16 +62,6 @@ PRESETS = {
 # fmt: on
 
 
-@functools.cache
-def _grey(source: str, data_dir: str | None, split: str) -> np.ndarray:
-    return np.asarray(data.load_mnist(split, source=source, data_dir=data_dir).x, np.float32)
-
-
-def ft_x(cfg: Config, d: data.BinarizedMNIST, split: str):
-    """The fine-tuning inputs: the binary digits, or the grey values in [0, 1]."""
-    return d.binary[split] if cfg.ft_inputs == "binary" else _grey(cfg.source, cfg.data_dir, split)
-
-
 def model(cfg: Config, done) -> dbn_lib.DBN:
     return greedy.stacked(done, len(cfg.layer_specs()))
 
@@ -83,7 +72,7 @@ def apply_mlp(cfg: Config):
 
 
 def error(cfg: Config, d: data.BinarizedMNIST, params, split: str) -> float:
-    return classifier.classification_error(apply_mlp(cfg), params, ft_x(cfg, d, split),
+    return classifier.classification_error(apply_mlp(cfg), params, deep.ft_digits(cfg, d, split),
                                            d.labels[split])  # fmt: skip
 
 
@@ -97,7 +86,7 @@ def phases(cfg: Config) -> list[run.Phase]:
     finetune = deep.classifier_phase(
         "finetune", init_finetune, lambda c: classifier.classifier_objective(apply_mlp(c)),
         lambda c, d: c.ft_optimizer(len(d.binary["train"])), epochs=lambda c: c.ft_epochs, batch_size=lambda c: c.ft_batch_size,
-        inputs=lambda c, d: ft_x(c, d, "train"),
+        inputs=lambda c, d: deep.ft_digits(c, d, "train"),
         valid_error=lambda c, d, st: error(c, d, st.params, "valid"),
         select=cfg.ft_patience is not None,  # --ft_patience: early stopping
     )  # fmt: skip

@@ -9,6 +9,7 @@ import numpy as np
 
 from egm.data.binarize import binarize_fixed, binarize_threshold, describe_protocol
 from egm.data.mnist import load_mnist
+from egm.errors import ConfigError
 
 
 class BinarizedMNIST(NamedTuple):
@@ -25,6 +26,14 @@ class BinarizedMNIST(NamedTuple):
     source: str
     protocol: str
     grey: dict[str, np.ndarray] | None = None
+
+    def digits(self, split: str, grey: bool = False, n: int | None = None) -> np.ndarray:
+        """The first ``n`` (all: ``None``) digits of ``split``, binarized or, with ``grey``,
+        the grey ones (values in [0, 1]; loaded with ``keep_grey=True``, else a ConfigError)."""
+        if grey and self.grey is None:
+            raise ConfigError("the grey digits were not loaded: load_binarized_mnist(..., "
+                              "keep_grey=True)")  # fmt: skip
+        return (self.grey if grey else self.binary)[split][:n]
 
 
 def load_binarized_mnist(

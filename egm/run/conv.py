@@ -215,9 +215,7 @@ def _images(d: BinarizedMNIST, split: str, n: int | None = None,
             grey: bool = False) -> np.ndarray:  # fmt: skip
     """The binarized digits of ``split`` (the first ``n``) as ``(N, 28, 28, 1)`` images, or with
     ``grey`` the grey ones (``d`` loaded with ``keep_grey=True``)."""
-    if grey and d.grey is None:
-        raise ConfigError("grey digits were not loaded: load_binarized_mnist(..., keep_grey=True)")
-    x = np.asarray((d.grey if grey else d.binary)[split][:n], np.float32)
+    x = np.asarray(d.digits(split, grey, n), np.float32)
     return x.reshape(len(x), IMAGE, IMAGE, 1)
 
 

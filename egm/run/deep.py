@@ -8,7 +8,8 @@ MP-DBM; §20.3–20.4).
 * :class:`DBMFields` (inherits them) and :func:`dbm_phase`: joint PCD training of a DBM;
 * :class:`DBNFields` (inherits them): a DBN's greedy stack (:func:`egm.train.greedy.greedy_phases`);
 * :class:`FinetuneFields` and :func:`classifier_phase`: a driver phase on (digits, labels),
-  e.g. discriminative fine-tuning;
+  e.g. discriminative fine-tuning; :func:`ft_inputs_field` and :func:`ft_digits`: what a
+  fine-tuned classifier sees (the grey digits by default);
 * :func:`digit_pictures`: the samples and bottom-layer filters of a model of digits.
 """
 
@@ -52,6 +53,8 @@ __all__ = [
     "classifier_phase",
     "dbm_phase",
     "digit_pictures",
+    "ft_digits",
+    "ft_inputs_field",
 ]
 
 
@@ -67,10 +70,25 @@ class AISFields(MNISTFields):
     checkpoint_every: int = field(1, check=at_least(1), eval_only=True)
 
     def load_data(self) -> BinarizedMNIST:
-        """Binarized MNIST by :func:`egm.data.load_binarized_mnist` with these fields."""
-        return load_binarized_mnist(
-            self.binarization, self.binarization_seed, source=self.source, data_dir=self.data_dir
-        )
+        """Binarized MNIST by :func:`egm.data.load_binarized_mnist` with these fields, keeping
+        the grey digits when a fine-tuned classifier sees them (``ft_inputs="grey"``, a field
+        of the configs that fine-tune: :func:`ft_inputs_field`)."""
+        grey = getattr(self, "ft_inputs", "binary") == "grey"
+        return load_binarized_mnist(self.binarization, self.binarization_seed, source=self.source,
+                                    data_dir=self.data_dir, keep_grey=grey)  # fmt: skip
+
+
+def ft_inputs_field() -> Any:
+    """The one declaration of a fine-tuned classifier's inputs (:func:`ft_digits`): the grey
+    digits, intensities in [0, 1] as the DBN and DBM papers fine-tune (Hinton & Salakhutdinov
+    2006, Salakhutdinov & Hinton 2009), or the binarized digits the generative model trains on."""
+    return field("grey", check=one_of("grey", "binary"),
+                 help="the fine-tuned classifier's inputs: the grey digits or the binarized ones")  # fmt: skip
+
+
+def ft_digits(cfg: Any, d: BinarizedMNIST, split: str) -> np.ndarray:
+    """The digits of ``split`` a fine-tuned classifier sees, as ``cfg.ft_inputs`` says."""
+    return d.digits(split, grey=cfg.ft_inputs == "grey")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +186,7 @@ class FinetuneFields:
     ft_momentum: float = field(0.9, check=in_range(0, 1, closed_high=False), sweep=True)
     ft_weight_decay: float = field(0.0, check=at_least(0), sweep=True)
     ft_patience: int | None = patience_field("validation error of the fine-tuning")
+    ft_inputs: str = ft_inputs_field()
 
     def ft_optimizer(self, n_train: int):
         steps = max(self.ft_epochs * (n_train // self.ft_batch_size), 1)

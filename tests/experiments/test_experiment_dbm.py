@@ -15,6 +15,7 @@ from _experiments import load_experiment, tiny
 
 from egm import run
 from egm.errors import ConfigError
+from egm.run import deep
 
 
 def _phases(wd):
@@ -115,3 +116,33 @@ def test_classifier_phases_select_on_validation_with_patience(name, phase, flag)
     assert ph_off.select is None and ph_off.patience(off) == 0 and ph_off.monitor is not None
     with pytest.raises(ConfigError, match=flag):
         cfglib.parse_args(mod.PRESETS, ["--config", "tiny", f"--{flag}", "-1"])
+
+
+@pytest.mark.parametrize("name", ["dbn_mnist", "dbm_mnist"])
+def test_finetuning_sees_the_grey_or_the_binarized_digits(name):
+    """``ft_inputs``: the fine-tuning phase trains on, and its validation / test error is
+    measured on, the grey digits (the default, as the DBN and DBM papers fine-tune) or with
+    ``--ft_inputs binary`` on the binarized ones the model trains on; the data are loaded
+    with the grey splits only when they are needed; a misspelt value is refused."""
+    from egm.run import config as cfglib
+
+    mod = load_experiment(name)
+    for inputs in ("grey", "binary"):
+        cfg, _ = cfglib.parse_args(mod.PRESETS, ["--config", "tiny", "--ft_inputs", inputs])
+        d = cfg.load_data()
+        assert (d.grey is not None) == (inputs == "grey")
+        x, y = mod.phases(cfg)[-1].train_data(cfg, d, {})
+        want = (d.grey if inputs == "grey" else d.binary)["train"]
+        np.testing.assert_array_equal(x, want)
+        np.testing.assert_array_equal(y, d.labels["train"])
+        for split in ("valid", "test"):
+            np.testing.assert_array_equal(
+                deep.ft_digits(cfg, d, split), (d.grey if inputs == "grey" else d.binary)[split]
+            )
+    default, _ = cfglib.parse_args(mod.PRESETS, ["--config", "tiny"])
+    assert default.ft_inputs == "grey"
+    assert not np.array_equal(d.binary["train"], default.load_data().grey["train"])
+    with pytest.raises(ConfigError, match="ft_inputs"):
+        cfglib.parse_args(mod.PRESETS, ["--config", "tiny", "--ft_inputs", "gray"])
+    with pytest.raises(ConfigError, match="keep_grey=True"):
+        deep.ft_digits(default, d, "test")  # binary-only data for a grey config
