@@ -1,13 +1,12 @@
 """A generative stochastic network with latent state on binarized MNIST (§20.12).
 
 The GSN of egm.models.gsn (Bengio et al. 2014): salt-and-pepper x, tanh layers with Gaussian
-pre- / post-activation noise ``sigma`` / ``post_sigma`` (none on h¹: ``noiseless_h1``) in the
-``update`` order (bottom-up, or the paper's ``odd_even``: the same for <= 2 layers), tied
-Bernoulli ``p(x | h¹)``, walk-back over ``walkback`` transitions (0: 2L), Adam.
-``test_csl_loglik``: the consistent lower bound (Bengio, Yao & Cho 2013).  ``--score_samples
-N`` adds the driver's Parzen estimate (the published deep-GSN 214 ± 1.1 is on grey test
-digits, ours on binary ones) and Fréchet distance.  ``--discriminative true`` adds the
-discriminative GSN of §20.12.1: ``test_error``, and a same-size MLP's (``baseline_test_error``).
+pre- / post-activation noise ``sigma`` / ``post_sigma`` (none on h¹: ``noiseless_h1``) updated
+in the ``update`` order, tied Bernoulli ``p(x | h¹)``, walk-back over ``walkback`` transitions
+(0: 2L), Adam.  Results: the consistent lower bound ``test_csl_loglik`` (Bengio, Yao & Cho
+2013); ``--score_samples N``: Parzen and Fréchet distance of the chain's p(x|h) on the grey
+digits, the published 214 ± 1.1's protocol (``--score_on binary``: draws on binarized digits);
+``--discriminative true``: the discriminative GSN (§20.12.1) and a same-size MLP's test errors.
 
     python experiments/gsn_mnist.py                     # default: embedded subset, ~1 min CPU
     python experiments/gsn_mnist.py --config tiny       # smoke test, seconds
@@ -48,6 +47,7 @@ class Config(MNISTFields):
     batch_size: int = field(100, check=at_least(1))
     learning_rate: float = field(3e-4, check=greater_than(0), sweep=True)
     chain_steps: int = field(30, check=at_least(1), eval_only=True, help="burn-in of samples")
+    score_on: str = field("grey", check=one_of("grey", "binary"), eval_only=True)
     csl_chains: int = field(10, check=at_least(1), eval_only=True)
     csl_steps: int = field(1000, check=at_least(1), eval_only=True, help="states per CSL chain")
     csl_test_size: int = field(1000, check=at_least(2), eval_only=True)
@@ -97,9 +97,8 @@ def phase(name: str, k: int) -> run.Phase:
 
 
 def evaluate(cfg: Config, d, done, key) -> dict:
-    m, p = model(cfg), done["gsn"].params
+    m, p, x = model(cfg), done["gsn"].params, d.binary["test"][: cfg.csl_test_size]
     k_csl, k_cls = jax.random.split(key)
-    x = d.binary["test"][: cfg.csl_test_size]
     csl = jax.jit(lambda k: gsn.csl_log_likelihood(k, m, p, x, n_chains=cfg.csl_chains,
                   n_steps=cfg.csl_steps, burn_in=cfg.chain_steps, chunk=min(100, len(x))))(k_csl)  # fmt: skip
     rec = eval.LogLikelihood.from_per_example(
@@ -118,24 +117,25 @@ def evaluate(cfg: Config, d, done, key) -> dict:
     return out
 
 
-def sample(cfg: Config, d, done, key, n: int):
-    """``n`` binary digits (gsn.sample_states after ``chain_steps`` transitions)."""
-    draw = jax.jit(gsn.sample_states, static_argnums=(1, 3, 4))
-    return np.asarray(draw(key, model(cfg), done["gsn"].params, n, cfg.chain_steps))
+def sample(cfg: Config, d, done, key, n: int):  # n states after chain_steps: p(x|h) or draws
+    return np.asarray(jax.jit(gsn.sample_states, static_argnums=(1, 3, 4, 5, 6))(
+        key, model(cfg), done["gsn"].params, n, cfg.chain_steps, 100, cfg.score_on == "grey"))  # fmt: skip
 
 
 def pictures(cfg: Config, d, done, key) -> dict:
-    m, p, every, (k0, k1) = model(cfg), done["gsn"].params, max(1, cfg.chain_steps // 10), \
-        jax.random.split(key)  # fmt: skip
-    x0 = jax.random.bernoulli(k0, 0.5, (8, 784)).astype(jnp.float32)
-    chain = jax.jit(lambda k: gsn.sample_chain(k, m, p, x0, 10 * every, keep_every=every))
-    return {"samples.png": (rd.digit_grid(np.swapaxes(np.asarray(chain(k1).mean), 0, 1), 10),
+    m, p, every = model(cfg), done["gsn"].params, max(1, cfg.chain_steps // 10)
+    x0 = jax.random.bernoulli(jax.random.fold_in(key, 0), 0.5, (8, 784)).astype(jnp.float32)
+    chain = gsn.sample_chain(jax.random.fold_in(key, 1), m, p, x0, 10 * every, keep_every=every)
+    return {"samples.png": (rd.digit_grid(np.swapaxes(np.asarray(chain.mean), 0, 1), 10),
                             f"GSN chains (rows) every {every} transitions: p(x|h)")}  # fmt: skip
 
 
 EXPERIMENT = run.Experiment(
     name="gsn_mnist", presets=PRESETS, evaluate=evaluate, pictures=pictures, sample=sample,
-    load=lambda c: rd.load_mnist(c, n_train=c.n_train),
+    load=lambda c: rd.load_mnist(c, n_train=c.n_train, keep_grey=c.score_on == "grey"),
+    score_splits=lambda c, d: d.grey or d.binary,  # d.grey: loaded for --score_on grey only
+    score_protocol=lambda c, d: f"trained on {d.protocol}; scored: the chain's " + (
+        "p(x|h) against the grey digits" if c.score_on == "grey" else "binary draws"),
     phases=lambda c: [phase("gsn", 0)] + ([phase("discriminative", 10), phase("baseline", -1)]
                                           if c.discriminative else []),  # fmt: skip
     published=lambda c: {"parzen_test": "gsn_parzen"},

@@ -288,18 +288,26 @@ def sample_chain(
 
 
 def sample_states(
-    key: PRNGKeyArray, model: GSN, params: dict, n: int, burn_in: int, n_chains: int = 100
+    key: PRNGKeyArray,
+    model: GSN,
+    params: dict,
+    n: int,
+    burn_in: int,
+    n_chains: int = 100,
+    means: bool = False,
 ) -> Float[Array, " n D"]:
     """``n`` visible samples: consecutive states of ``min(n, n_chains)`` chains started from
     coin flips, after ``burn_in`` transitions, chain by chain (Bengio et al. 2014 took the
-    consecutive states of one chain)."""
+    consecutive states of one chain); with ``means`` each state's ``p(x | h)`` (the
+    probabilities its binary ``x`` is drawn from: grey digits) instead of the draw."""
     if int(n) < 1 or int(burn_in) < 1 or int(n_chains) < 1:
         raise ConfigError(f"need n, burn_in and n_chains >= 1, got {n}, {burn_in}, {n_chains}")
     c = min(int(n), int(n_chains))
     k0, k1, k2 = jax.random.split(key, 3)
     x0 = jax.random.bernoulli(k0, 0.5, (c, model.x_dim)).astype(jnp.float32)
     x0 = sample_chain(k1, model, params, x0, int(burn_in), keep_every=int(burn_in)).x[-1]
-    xs = sample_chain(k2, model, params, x0, -(-int(n) // c)).x  # (steps, c, D)
+    chain = sample_chain(k2, model, params, x0, -(-int(n) // c))
+    xs = chain.mean if means else chain.x  # (steps, c, D)
     return jnp.swapaxes(xs, 0, 1).reshape(-1, model.x_dim)[: int(n)]
 
 

@@ -255,16 +255,19 @@ def digit_grid(images: Any, n_cols: int | None = None) -> np.ndarray:
     return tile_images(np.asarray(images).reshape(-1, 784), (28, 28), n_cols=n_cols)
 
 
-def load_mnist(cfg: Any, train_split: str | None = None, n_train: int = 0) -> BinarizedMNIST:
+def load_mnist(cfg: Any, train_split: str | None = None, n_train: int = 0,
+               keep_grey: bool = False) -> BinarizedMNIST:  # fmt: skip
     """:func:`egm.data.load_binarized_mnist` with ``cfg``'s binarization, seed, source and
-    data folder, keeping the first ``n_train`` training digits (0: all).  With
+    data folder (``keep_grey``: also the grey splits), keeping the first ``n_train`` training
+    digits (0: all).  With
     ``train_split`` the protocol names the training digits, and ``"train_full"`` trains on
     all 60,000 as grey levels (re-drawn in every step, as Burda et al. 2016) instead of the
     binarized first 50,000."""
     d = load_binarized_mnist(cfg.binarization, cfg.binarization_seed, source=cfg.source,
-                             data_dir=cfg.data_dir)  # fmt: skip
+                             data_dir=cfg.data_dir, keep_grey=keep_grey)  # fmt: skip
     if n_train:
-        d = d._replace(train=d.train[:n_train],
+        grey = None if d.grey is None else {**d.grey, "train": d.grey["train"][:n_train]}
+        d = d._replace(train=d.train[:n_train], grey=grey,
                        binary={**d.binary, "train": d.binary["train"][:n_train]})  # fmt: skip
     if train_split is None:
         return d

@@ -107,7 +107,9 @@ class Experiment:
     member's results.  ``score_splits(cfg, data) -> {"train", "valid", "test": (N, D)}``: the
     data the samples are scored against, in the samples' representation (default: the
     data's ``binary`` splits; grey-level models such as a GAN or a flow declare their grey
-    splits).
+    splits); ``score_protocol(cfg, data) -> str``: the protocol sentence of those scores
+    when it is not the data's (``data.protocol``), e.g. a binary model's p(x|h) scored
+    against the grey digits.
 
     ``sweep_members``: how a sweep's members train on one device — ``"vmap"`` (batched, the
     default) or ``"map"`` (one after another inside the same jitted epoch, ``lax.map``: for
@@ -132,6 +134,7 @@ class Experiment:
     published: Callable[[Any], dict[str, str]] | None = None
     sample: Callable[..., Any] | None = None
     score_splits: Callable[[Any, Any], dict] | None = None
+    score_protocol: Callable[[Any, Any], str] | None = None
     sweep_members: str = "vmap"
 
     def __post_init__(self) -> None:
@@ -291,6 +294,9 @@ class _Run:
                 f"--score_samples: {self.exp.name}'s data has no train/valid/test splits to "
                 f"score samples against (declare Experiment.score_splits); set --score_samples 0"
             )
+        protocol = getattr(data, "protocol", "")
+        if self.exp.score_protocol is not None:
+            protocol = self.exp.score_protocol(cfg, data)
         k_sample, k_score = jax.random.split(jax.random.fold_in(self.keys[member]["eval"], 7))
         drawn = self.exp.sample(cfg, data, done, k_sample, n)
         sets = drawn if isinstance(drawn, dict) else {"": drawn}  # {model name: samples}
@@ -298,7 +304,7 @@ class _Run:
         for name, samples in sets.items():
             scores = sample_scores(
                 k_score, np.asarray(samples), splits["train"], splits["valid"], splits["test"],
-                dataset=getattr(data, "source", "unknown"), protocol=getattr(data, "protocol", ""),
+                dataset=getattr(data, "source", "unknown"), protocol=protocol,
             )  # fmt: skip
             grid = scores.pop("copy_grid", None)
             if grid is not None and member == 0:

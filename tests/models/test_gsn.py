@@ -191,3 +191,22 @@ def test_discriminative_gsn_trains_to_a_label_and_keeps_x_clamped():
     probs = gsn.classify(jax.random.key(2), m, p, x[:2], 10)
     np.testing.assert_allclose(np.asarray(probs.sum(1)), 1, atol=1e-5)
     assert float(probs[0, 0]) > 0.9 and float(probs[1, 1]) > 0.9
+
+
+def test_sample_states_means_are_the_probabilities_of_the_drawn_states():
+    """``means=True`` gives each state's ``p(x | h)`` instead of its binary draw, from the same
+    chain (same key).  On the σ = 0, one-layer GSN every ``p(x | h)`` is ``sigmoid(tanh(x̃ W +
+    b) Wᵀ + c)`` for one of the 8 corrupted states x̃ (exact table; float32 against float32
+    computed in another order: 1e-5), and the draws of the same key are Bernoulli of those
+    probabilities: their mean difference is within z = 5 standard errors of 0."""
+    m, p = _tiny()
+    key = jax.random.key(3)
+    x = np.asarray(gsn.sample_states(key, m, p, 4000, 5, n_chains=200))
+    mu = np.asarray(gsn.sample_states(key, m, p, 4000, 5, n_chains=200, means=True))
+    table = np.asarray(jax.nn.sigmoid(jnp.tanh(STATES @ p["W"][0] + p["b"][0]) @ p["W"][0].T
+                                      + p["c"]))  # fmt: skip
+    assert set(np.unique(x)) <= {0.0, 1.0} and mu.shape == x.shape == (4000, D)
+    assert np.abs(mu[:, None, :] - table[None]).max(-1).min(-1).max() < 1e-5
+    assert len(np.unique(mu.round(5), axis=0)) > 1  # not a constant
+    se = math.sqrt(float((mu * (1 - mu)).sum())) / mu.size
+    assert abs(float((x - mu).mean())) < Z * se
