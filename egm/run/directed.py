@@ -259,10 +259,9 @@ def load_mnist(cfg: Any, train_split: str | None = None, n_train: int = 0,
                keep_grey: bool = False) -> BinarizedMNIST:  # fmt: skip
     """:func:`egm.data.load_binarized_mnist` with ``cfg``'s binarization, seed, source and
     data folder (``keep_grey``: also the grey splits), keeping the first ``n_train`` training
-    digits (0: all).  With
-    ``train_split`` the protocol names the training digits, and ``"train_full"`` trains on
-    all 60,000 as grey levels (re-drawn in every step, as Burda et al. 2016) instead of the
-    binarized first 50,000."""
+    digits (0: all).  With ``train_split`` the protocol names the training digits, and
+    ``"train_full"`` trains on all 60,000 as grey levels (re-drawn in every step, as Burda et
+    al. 2016) instead of the binarized first 50,000."""
     d = load_binarized_mnist(cfg.binarization, cfg.binarization_seed, source=cfg.source,
                              data_dir=cfg.data_dir, keep_grey=keep_grey)  # fmt: skip
     if n_train:
