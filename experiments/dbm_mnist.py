@@ -56,9 +56,8 @@ PRESETS = {
     "tiny": Config(n_h1=16, n_h2=12, pretrain_epochs=1, epochs=2, n_chains=20, ais_chains=8,
                    ais_temps=100, reverse_burn_in=0, mf_max_iter=20, finetune_epochs=1,
                    n_samples=16, sample_sweeps=10, progress=False, workdir="runs/dbm_mnist_tiny"),
-    # Salakhutdinov & Hinton (2009): 100 + 100 pretraining epochs, 500 joint epochs, PCD-5, 100
-    # fine-tuning epochs.  Joint lr 0.001, momentum 0.5: at lr 0.005 / momentum 0.9 joint
-    # training wrecked the pretrained model (BUILD_NOTES.md, "DBM").
+    # Salakhutdinov & Hinton (2009): 100 + 100 pretraining, 500 joint (PCD-5), 100 fine-tuning
+    # epochs; joint lr 0.001, momentum 0.5 (0.005 / 0.9 wrecked the pretrained model; BUILD_NOTES)
     "paper": Config(source="auto", pretrain_epochs=100, epochs=500, k=5, learning_rate=0.001,
                     momentum=0.5, finetune_epochs=100, checkpoint_every=5,
                     workdir="runs/dbm_mnist_paper"),
@@ -84,7 +83,8 @@ def clf(cfg: Config) -> dbm_step.DBMClassifier:
 
 
 def error(cfg: Config, d: data.BinarizedMNIST, params, split: str) -> float:
-    return classifier.classification_error(clf(cfg).logits, params, deep.ft_digits(cfg, d, split), d.labels[split])  # fmt: skip
+    return classifier.classification_error(clf(cfg).logits, params, deep.ft_digits(cfg, d, split),
+                                           d.labels[split])  # fmt: skip
 
 
 def init_finetune(cfg: Config, d: data.BinarizedMNIST, key, done):

@@ -82,8 +82,8 @@ def ft_inputs_field() -> Any:
     """The one declaration of a fine-tuned classifier's inputs (:func:`ft_digits`): the grey
     digits, intensities in [0, 1] as the DBN and DBM papers fine-tune (Hinton & Salakhutdinov
     2006, Salakhutdinov & Hinton 2009), or the binarized digits the generative model trains on."""
-    return field("grey", check=one_of("grey", "binary"),
-                 help="the fine-tuned classifier's inputs: the grey digits or the binarized ones")  # fmt: skip
+    return field("grey", check=one_of("grey", "binary"), help="the fine-tuned classifier's "
+                 "inputs: the grey digits or the binarized ones")  # fmt: skip
 
 
 def ft_digits(cfg: Any, d: BinarizedMNIST, split: str) -> np.ndarray:
