@@ -183,10 +183,13 @@ def _hash_pairs(key: PRNGKeyArray, n: int) -> tuple[Array, Array]:
     return _threefry2x32(*_key_words(key), zeros, counts)
 
 
-def _random_bits(key: PRNGKeyArray, shape: tuple[int, ...]) -> Array:
-    """``jax.random.bits(key, shape)`` (uint32) for a threefry key."""
+def _random_bits(
+    key: PRNGKeyArray, shape: tuple[int, ...], partitionable: bool | None = None
+) -> Array:
+    """``jax.random.bits(key, shape)`` (uint32) for a threefry key, under the
+    ``jax_threefry_partitionable`` setting ``partitionable`` (``None``: the current one)."""
     n = math.prod(shape)
-    if jax.config.jax_threefry_partitionable:
+    if jax.config.jax_threefry_partitionable if partitionable is None else partitionable:
         h0, h1 = _hash_pairs(key, n)
         return (h0 ^ h1).reshape(shape)
     return _hash_counts(key, n).reshape(shape)
@@ -204,13 +207,27 @@ def fast_split(key: PRNGKeyArray, num: int) -> PRNGKeyArray:
 
 
 def fast_uniform(
-    key: PRNGKeyArray, shape: tuple[int, ...], minval: float = 0.0, maxval: float = 1.0
+    key: PRNGKeyArray,
+    shape: tuple[int, ...],
+    minval: float = 0.0,
+    maxval: float = 1.0,
+    *,
+    partitionable: bool | None = None,
 ) -> Float[Array, "..."]:
-    """``jax.random.uniform(key, shape, jnp.float32, minval, maxval)``, the same numbers."""
+    """``jax.random.uniform(key, shape, jnp.float32, minval, maxval)``, the same numbers.
+
+    ``partitionable`` fixes the counter layout: ``False`` gives the numbers
+    ``jax.random.uniform`` draws under ``jax_threefry_partitionable=False`` whatever the
+    current setting (each number is still a function of its own index only, so the draw
+    shards like any elementwise op); ``None`` follows the setting."""
     shape = tuple(int(d) for d in shape)
     if not _is_threefry(key) or math.prod(shape) >= 2**31 - 1:
+        if partitionable is not None:
+            with jax.threefry_partitionable(partitionable):
+                return jax.random.uniform(key, shape, jnp.float32, minval, maxval)
         return jax.random.uniform(key, shape, jnp.float32, minval, maxval)
-    mantissa = (_random_bits(key, shape) >> jnp.uint32(9)) | jnp.uint32(0x3F800000)
+    bits = _random_bits(key, shape, partitionable)
+    mantissa = (bits >> jnp.uint32(9)) | jnp.uint32(0x3F800000)
     floats = jax.lax.bitcast_convert_type(mantissa, jnp.float32) - jnp.float32(1.0)
     lo, hi = jnp.float32(minval), jnp.float32(maxval)
     return jnp.maximum(lo, floats * (hi - lo) + lo)

@@ -53,7 +53,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from egm.energies.rbm import RBMParams, bernoulli_logits
 from egm.errors import ConfigError, DataError
-from egm.random_bits import uniform24
+from egm.random_bits import fast_uniform, uniform24
 
 VISIBLES = ("binary", "gaussian")
 _DIMS = ("NHWC", "HWIO", "NHWC")
@@ -402,11 +402,16 @@ def gibbs(
     and each sweep's uniforms for all chains come from one :func:`egm.random_bits.uniform24`
     call.  On XLA:CPU (100 chains of 28x28 images, 16 7x7 filters, CPU time of one thread)
     this took the correlation from 84 to 44 µs per chain and the full convolution from 154 to
-    49 µs, against the per-example ``lax.conv_general_dilated`` forms (measured)."""
+    49 µs, against the per-example ``lax.conv_general_dilated`` forms (measured).  Without
+    pooling on single-channel images the sweep is fused further (:func:`_gibbs_one_channel`;
+    its uniforms are ``jax.random.uniform``'s under ``jax_threefry_partitionable=False``,
+    whatever the setting, from two keys per sweep)."""
     if n_sweeps == 0:
         return state
     W, b, a = params
     carry = (_minor(state.v), _minor(state.h), _minor(state.p))
+    if spec.pool == 1 and W.shape[2] == 1:
+        return _gibbs_one_channel(key, spec, params, carry, n_sweeps)
 
     def body(c, k):
         v_m, h_m, p_m = c
@@ -421,6 +426,46 @@ def gibbs(
 
     (v_m, h_m, p_m), _ = jax.lax.scan(body, carry, jax.random.split(key, n_sweeps))
     return ConvRBMState(_minor(v_m), _minor(h_m), _minor(p_m))
+
+
+def _gibbs_one_channel(key, spec, params, carry, n_sweeps):
+    """:func:`gibbs` without pooling on single-channel images: each detection unit's
+    ``Nw²`` taps are summed in one elementwise kernel with its uniform and its Bernoulli
+    draw (:func:`_correlate_taps`: with one channel the correlation has no channel sum for a
+    GEMM to exploit), so neither the ``Nw²`` windows nor the detection inputs are written to
+    memory.  The uniforms are :func:`egm.random_bits.fast_uniform`'s with the counter layout
+    fixed to the non-partitionable one: with the partitionable layout XLA:CPU fused the hash
+    into the taps kernel, which ran slower than hashing into a buffer first (1.1x instead of
+    1.6x the GEMM path, measured).  With pooling the block's units would each recompute the
+    taps, so pooling keeps the GEMM path.  On XLA:CPU (100 chains of 28x28 digits, 16 7x7
+    filters) about 1.6x the chain-sweeps/s of the GEMM path with
+    :func:`egm.random_bits.uniform24` block draws, in both threefry settings (measured,
+    BUILD_NOTES.md)."""
+    W, b, a = params
+
+    def body(c, k):
+        v_m, h_m, _ = c
+        pre = a[:, None, None, None] + _full_conv_m(h_m, W)
+        u_v = fast_uniform(k[0], v_m.shape, partitionable=False)
+        u_h = fast_uniform(k[1], h_m.shape, partitionable=False)
+        v_m = visible_from_uniform(spec, pre, u_v)
+        logits = b[:, None, None, None] + _correlate_taps(v_m, W)
+        h_m = blocks_from_uniform(u_h, logits[..., None])[1]
+        return (v_m, h_m, h_m), None
+
+    (v_m, h_m, p_m), _ = jax.lax.scan(body, carry, jax.random.split(key, (n_sweeps, 2)))
+    return ConvRBMState(_minor(v_m), _minor(h_m), _minor(p_m))
+
+
+def _correlate_taps(v: Float[Array, "C Nv Nv n"], W: Float[Array, "Nw Nw C K"]) -> Float[Array, "K Nh Nh n"]:  # fmt: skip
+    """:func:`_correlate_m` as a sum of ``Nw² C`` shifted images scaled by each tap's filter
+    weights: one elementwise expression that XLA fuses into its consumer (for few channels;
+    the GEMM of :func:`_correlate_m` wins when the channel sum is long)."""
+    nw, _, c, _ = W.shape
+    nh = v.shape[1] - nw + 1
+    taps = itertools.product(range(nw), range(nw), range(c))
+    return sum(W[r, s, ch][:, None, None, None] * v[ch : ch + 1, r : r + nh, s : s + nh]
+               for r, s, ch in taps)  # fmt: skip
 
 
 def _minor(x):

@@ -165,18 +165,22 @@ def _exact_joint(spec, params, hs):
     return np.asarray(jax.nn.softmax(-e.reshape(-1)), np.float64).reshape(e.shape), vs
 
 
-def test_gibbs_matches_exact_joint():
-    """Block Gibbs (`gibbs`) on a 3x3 binary image, 2x2 filter, K = 1, pooling 2x2 (one
-    block, 5 states; 512 x 5 joint states): M = 2^15 independent chains, T = 12 sweeps from
-    v ~ uniform, one joint draw per chain.
+@pytest.mark.parametrize("pool", [2, 1])
+def test_gibbs_matches_exact_joint(pool):
+    """Block Gibbs (`gibbs`) on a 3x3 binary image, 2x2 filter, K = 1 (a 2x2 detection map):
+    pooling 2x2 (one block, 5 states; the GEMM path) and no pooling (16 states; the fused
+    one-channel path of `_gibbs_one_channel`, with its own uniforms); 512 x 5 or 512 x 16
+    joint states.  M = 2^15 independent chains, T = 12 sweeps from v ~ uniform, one joint
+    draw per chain.
 
     Tolerance (tests/_stats.py): TV(histogram, q_T) <= E-bound + McDiarmid deviation at
     δ = 1e-6, where q_T is the exact law after T sweeps; TV(q_T, p) is computed exactly from
-    the 5x5 transition matrix of the h-chain, K_h[h, h'] = Σ_v P(v|h) P(h'|v), and added
+    the transition matrix of the h-chain, K_h[h, h'] = Σ_v P(v|h) P(h'|v), and added
     (q_T(v', h') = Σ_h q_{T-1}(h) P(v'|h) P(h'|v')).  Every draw must also be feasible."""
-    spec = cr.ConvRBM(pool=2)
+    spec = cr.ConvRBM(pool=pool)
     params = _params(7, 2, 1, 1, 1.8)
-    hs, _ = _feasible_hs(2, 1, 2)
+    hs, _ = _feasible_hs(2, 1, pool)
+    ns = hs.shape[0]
     p, vs = _exact_joint(spec, params, hs)
     # exact conditionals P(h | v) [v, h] and P(v | h) [h, v]
     p_h_v = p / p.sum(1, keepdims=True)
@@ -194,23 +198,28 @@ def test_gibbs_matches_exact_joint():
     init = jax.jit(jax.vmap(cr.init_state, (0, None, None, 0)), static_argnums=1)
     s0 = init(jax.random.split(k1, M), spec, params, v0)
     out = jax.jit(cr.gibbs, static_argnums=(1, 4))(k2, spec, params, s0, T)
-    h_idx = np.asarray(jnp.sum(out.h.reshape(M, 4) * jnp.arange(1, 5), axis=1)) - 1
-    h_idx = np.where(h_idx < 0, 4, h_idx).astype(
-        int
-    )  # hs[4] is "off" (codes: unit 0..3 on, then off)
-    assert np.all(np.asarray(out.h.reshape(M, 4).sum(1)) <= 1), "infeasible pooling state"
-    np.testing.assert_array_equal(np.asarray(out.p[:, 0, 0, 0]), (h_idx < 4).astype(np.float32))
+    # each draw's h as the row of hs it equals (a 4-bit code -> row lookup)
+    bits = 2 ** np.arange(4)
+    row_of = np.full(16, -1)
+    row_of[np.asarray(hs.reshape(ns, 4)).astype(int) @ bits] = np.arange(ns)
+    h_idx = row_of[np.asarray(out.h.reshape(M, 4)).astype(int) @ bits]
+    assert np.all(h_idx >= 0), "infeasible pooling state"
+    if pool == 2:  # the pooling unit is on iff one detection unit of its block is
+        p_on = np.asarray(out.h.reshape(M, 4).sum(1))
+        np.testing.assert_array_equal(np.asarray(out.p[:, 0, 0, 0]), p_on)
+    else:
+        np.testing.assert_array_equal(np.asarray(out.p), np.asarray(out.h))
     v_idx = np.asarray(out.v.reshape(M, 9)).astype(int) @ (2 ** np.arange(8, -1, -1))
-    hist = np.bincount(v_idx * 5 + h_idx, minlength=512 * 5) / M
+    hist = np.bincount(v_idx * ns + h_idx, minlength=512 * ns) / M
     bias = tv(q_T.reshape(-1), p.reshape(-1))
     assert bias < 0.05
     assert tv(hist, p.reshape(-1)) < tv_tolerance(p.reshape(-1), M) + bias
-    # the marginals of the block state (5 states) and of v (512): far tighter bounds (the
-    # E-bound grows with the number of states), with the same exact bias bound (a marginal's
-    # TV is at most the joint's); three tests at δ = 1e-6 each
-    for axis, n in ((0, 5), (1, 512)):
+    # the marginals of the detection state and of v (512): far tighter bounds (the E-bound
+    # grows with the number of states), with the same exact bias bound (a marginal's TV is
+    # at most the joint's); three tests at δ = 1e-6 each
+    for axis, n in ((0, ns), (1, 512)):
         marg = p.sum(axis)
-        got = hist.reshape(512, 5).sum(axis)
+        got = hist.reshape(512, ns).sum(axis)
         assert len(got) == n and tv(got, marg) < tv_tolerance(marg, M) + bias
 
 
@@ -274,9 +283,10 @@ def test_bad_input_is_refused():
 
 def test_samplers_are_exact_inverse_cdfs_of_their_uniforms():
     """`blocks_from_uniform` and `visible_from_uniform` (what `gibbs`, `sweep` and
-    `cd_gradient` draw with) are deterministic maps of u; in `gibbs` and `cd_gradient` u is
-    `uniform24`: every point m·2^-24 of the 24-bit grid with probability 2^-24 (checked
-    exactly below; `sweep` uses jax.random.uniform, the 2^-23 grid).  Run over the
+    `cd_gradient` draw with) are deterministic maps of u; in `cd_gradient` and in `gibbs`
+    with pooling or several channels u is `uniform24`: every point m·2^-24 of the 24-bit
+    grid with probability 2^-24 (checked exactly below; `sweep` and the one-channel `gibbs`
+    without pooling use jax.random.uniform's numbers, the 2^-23 grid).  Run over the
     grid u_g = g/G, G = 2^16 (a sub-grid of both, so the fraction of u_g in an
     interval [c, d) is (⌈dG⌉ - ⌈cG⌉)/G, within 1/G of d - c), the fraction sent to each state
     must be its probability: block states (n = 4 with logits up to ±80, and n = 1, the
@@ -350,8 +360,8 @@ def test_random_bits_vmap_equals_loop_and_bernoulli24_is_exact():
 @pytest.mark.slow  # default companions: test_gibbs_matches_exact_joint (gibbs's layout, pool
 # 2) and test_cd_gradient_is_the_free_energy_difference_gradient_with_pooling (C = 2, K = 3)
 def test_chains_minor_layout_equals_the_per_example_maps():
-    """`gibbs` runs in a chains-minor layout (its own correlation, full convolution and block
-    draw).  With C = 2 channels, K = 3 filters, 3x3 filters on 7x7 images (5x5 maps, pool 1)
+    """`gibbs` runs in a chains-minor layout (its own correlations -- a GEMM, and the
+    one-channel path's sum of taps -- full convolution and block draw).  With C = 2 channels, K = 3 filters, 3x3 filters on 7x7 images (5x5 maps, pool 1)
     and 8x8 images (6x6 maps, pool 2), those maps equal the per-example `_correlate`,
     `_full_conv` and `blocks_from_uniform` on `to_blocks` with the same uniforms, to float32
     rounding of sums of 18 products (1e-5); the block states exactly."""
@@ -365,6 +375,7 @@ def test_chains_minor_layout_equals_the_per_example_maps():
         hm, pm = cr._blocks_m(pool, cr._minor(logits), cr._minor(u))
         return (
             (cr._minor(cr._correlate_m(cr._minor(v), params.W)), logits),
+            (cr._minor(cr._correlate_taps(cr._minor(v), params.W)), logits),
             (cr._minor(cr._full_conv_m(cr._minor(h), params.W)),
              jax.vmap(lambda x: cr._full_conv(x, params.W))(h)),
             (cr._minor(hm), jax.vmap(lambda x: cr.from_blocks(x, pool))(hb)),
@@ -377,8 +388,9 @@ def test_chains_minor_layout_equals_the_per_example_maps():
         v = jax.random.bernoulli(kv, 0.5, (n, size, size, 2)).astype(jnp.float32)
         h = jax.random.bernoulli(kh, 0.3, (n, nh, nh, 3)).astype(jnp.float32)
         u = jax.random.uniform(ku, (n, nh // pool, nh // pool, 3))
-        (c, c0), (f, f0), (hm, hb), (pm, pb) = both(v, h, u)
+        (c, c0), (t, t0), (f, f0), (hm, hb), (pm, pb) = both(v, h, u)
         np.testing.assert_allclose(c, c0, atol=ATOL)
+        np.testing.assert_allclose(t, t0, atol=ATOL)
         np.testing.assert_allclose(f, f0, atol=ATOL)
         np.testing.assert_array_equal(hm, hb)
         np.testing.assert_array_equal(pm, pb)

@@ -378,6 +378,13 @@ def test_fast_draws_are_jax_randoms_own_stream():
     Exact equality: the same integer hash and the same float operations.  (The other
     setting and the non-threefry fallback: the slow test below.)"""
     _assert_fast_draws_equal_jax_random(False)
+    # a fixed layout: partitionable=False gives that setting's numbers under either setting
+    key = jax.random.key(5)
+    with jax.threefry_partitionable(False):
+        want = jax.random.uniform(key, (3, 7))
+    with jax.threefry_partitionable(True):
+        got = jax.jit(lambda k: rb.fast_uniform(k, (3, 7), partitionable=False))(key)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
 @pytest.mark.slow  # the default test above keeps the claim for the experiments' RNG setting
