@@ -27,11 +27,12 @@ def test_nade_output_tiny_run(tmp_path):
     assert "nade" in res["model"] and np.isfinite(res["test_recon_nll_stderr"])
 
 
-def test_gsn_scores_its_p_x_given_h_against_the_grey_digits(tmp_path):
+def test_gsn_scores_its_p_x_given_h_against_the_grey_digits():
     """gsn_mnist's ``--score_samples``: by default (``score_on="grey"``) the chain's p(x|h)
     against the grey digits, the protocol of the published deep-GSN Parzen figure it is
     placed beside; ``--score_on binary``: the chain's binary draws against the binarized
-    digits (the grey splits are then not loaded).  Each record's protocol says which."""
+    digits (the grey splits are then not loaded).  Each protocol says which (the driver
+    stores ``score_protocol`` with the record: the tiny run below, in the slow suite)."""
     from types import SimpleNamespace
 
     import jax
@@ -51,6 +52,14 @@ def test_gsn_scores_its_p_x_given_h_against_the_grey_digits(tmp_path):
         assert x.shape == (20, 784) and ((0 < x) & (x < 1)).any() == (score_on == "grey")
         words = "p(x|h) against the grey digits" if score_on == "grey" else "binary draws"
         assert words in mod.EXPERIMENT.score_protocol(cfg, d)
+
+
+@pytest.mark.slow  # 15 s: a tiny gsn_mnist run with scores; its default companion is the
+# test above (the same score_protocol and samples), which the driver stores with the record
+def test_gsn_record_says_it_scores_against_the_grey_digits(tmp_path):
+    """The tiny gsn_mnist run's Parzen record carries the grey-digit protocol and the
+    published figure it is placed beside."""
+    mod = load_experiment("gsn_mnist")
     res = run.run(mod.EXPERIMENT, tiny("gsn_mnist", tmp_path, score_samples=100))
     assert "p(x|h) against the grey digits" in res["parzen_test"]["protocol"]
     assert res["published"]["parzen_test"]["value"] == 214.0
