@@ -223,6 +223,47 @@ def test_gibbs_matches_exact_joint(pool):
         assert len(got) == n and tv(got, marg) < tv_tolerance(marg, M) + bias
 
 
+def test_one_channel_gibbs_has_the_law_of_vmapped_sweeps_with_gaussian_visibles():
+    """The fused one-channel path of `gibbs` (no pooling) with Gaussian visibles against
+    `sweep` vmapped over the chains (per-example convolutions, `jax.random.uniform` draws):
+    6x6 images, K = 2 filters 3x3 (biases ±1.5), M = 8192 chains from one start state, T = 3
+    sweeps.  Every
+    unit's mean (36 visibles, 32 detection units) must agree: the difference of two
+    independent sample means has s.d. sqrt((s1² + s2²)/M), and |z| < 4.5 for each of the 68
+    units (two-sided 6.8e-6 each, 4.6e-4 for all: Bonferroni).  Both paths share
+    `visible_from_uniform`; what this checks is the taps, the layout and the two uniform
+    streams, with real-valued inputs to the taps."""
+    spec = cr.ConvRBM(pool=1, visible="gaussian")
+    params = _params(5, 3, 1, 2, 0.8)._replace(b=jnp.array([1.5, -1.5]))  # biases that matter
+    M, T = 8192, 3
+    k0, k1, k2 = jax.random.split(jax.random.key(9), 3)
+    v0 = jax.random.normal(k0, (6, 6, 1))
+    s0 = jax.jit(cr.init_state, static_argnums=1)(k1, spec, params, v0)
+    s0 = jax.tree.map(lambda x: jnp.broadcast_to(x, (M, *x.shape)), s0)
+
+    @jax.jit
+    def both(key):
+        ka, kb = jax.random.split(key)
+        fused = cr.gibbs(ka, spec, params, s0, T)
+
+        def body(s, k):
+            return jax.vmap(cr.sweep, (0, None, None, 0))(
+                jax.random.split(k, M), spec, params, s
+            ), None
+
+        ref, _ = jax.lax.scan(body, s0, jax.random.split(kb, T))
+        return fused, ref
+
+    fused, ref = both(k2)
+    for a, b in ((fused.v, ref.v), (fused.h, ref.h)):
+        a, b = np.asarray(a, np.float64).reshape(M, -1), np.asarray(b, np.float64).reshape(M, -1)
+        se = np.sqrt((a.var(0) + b.var(0)) / M)
+        z = (a.mean(0) - b.mean(0)) / se
+        assert np.all(np.isfinite(a)) and np.all(np.abs(z) < 4.5), np.abs(z).max()
+    np.testing.assert_array_equal(np.asarray(fused.p), np.asarray(fused.h))
+    assert 0.05 < float(fused.h.mean()) < 0.95  # the detection units are not stuck
+
+
 def test_cd_gradient_is_the_tied_dense_gradient_with_sparsity():
     """PCD-1 with pool = 1: the gradient is the dense RBM's ⟨v hᵀ⟩_data - ⟨v hᵀ⟩_neg (with
     P(h|v)) pulled back through the Toeplitz map (its vjp), plus cost·(q - target) on b,
