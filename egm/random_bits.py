@@ -25,8 +25,10 @@ with the 20 rounds written out, which XLA fuses into the consumer (a 100 x 784 B
 draw 198 µs vs 359 µs for ``jax.random.bernoulli``, measured at load 7.4, BUILD_NOTES.md).
 Other key types and dtypes fall back to ``jax.random``.  They pay when fused into elementwise
 work (the VAE's binarization and reparameterised normals); a large block drawn once and then
-sliced (the conv RBM's sweep) is faster from :func:`bits` (measured 7801 vs 6037
-chain-sweeps/s).
+sliced (the conv RBM's GEMM sweep) is faster from :func:`bits` (measured 7801 vs 6037
+chain-sweeps/s).  ``fast_uniform(..., partitionable=False)`` fixes the counter layout
+whatever the setting: the conv RBM's one-channel sweep without pooling draws so (with the
+partitionable layout XLA:CPU fused the hash into the taps kernel, slower; BUILD_NOTES.md).
 """
 
 from __future__ import annotations
