@@ -402,65 +402,53 @@ def gibbs(
     and each sweep's uniforms for all chains come from one :func:`egm.random_bits.uniform24`
     call.  On XLA:CPU (100 chains of 28x28 images, 16 7x7 filters, CPU time of one thread)
     this took the correlation from 84 to 44 µs per chain and the full convolution from 154 to
-    49 µs, against the per-example ``lax.conv_general_dilated`` forms (measured).  Without
-    pooling on single-channel images the sweep is fused further (:func:`_gibbs_one_channel`;
-    its uniforms are ``jax.random.uniform``'s under ``jax_threefry_partitionable=False``,
-    whatever the setting, from two keys per sweep)."""
+    49 µs, against the per-example ``lax.conv_general_dilated`` forms (measured).
+
+    Without pooling on single-channel images (``fused``) the correlation has no channel sum
+    for a GEMM to exploit: each detection unit's ``Nw²`` taps are summed in one elementwise
+    kernel with its uniform and its Bernoulli draw (:func:`_correlate_taps`), so neither the
+    windows nor the detection inputs are written to memory, and the uniforms are two
+    :func:`egm.random_bits.fast_uniform` draws per sweep (``jax.random.uniform``'s numbers)
+    with the counter layout fixed to the non-partitionable one whatever
+    ``jax_threefry_partitionable`` says: with the partitionable layout XLA:CPU fused the hash
+    into the taps kernel, which ran slower than hashing into a buffer first (1.1x instead of
+    1.6x the GEMM path, measured).  With pooling each block's units would recompute the taps,
+    so pooling keeps the GEMM path.  100 chains of 28x28 digits, 16 7x7 filters: 1.5-1.6x the
+    chain-sweeps/s of the GEMM path with ``uniform24`` block draws, in both threefry
+    settings (measured, BUILD_NOTES.md)."""
     if n_sweeps == 0:
         return state
     W, b, a = params
     carry = (_minor(state.v), _minor(state.h), _minor(state.p))
-    if spec.pool == 1 and W.shape[2] == 1:
-        return _gibbs_one_channel(key, spec, params, carry, n_sweeps)
+    fused = spec.pool == 1 and W.shape[2] == 1
+    correlate = _correlate_taps if fused else _correlate_m
+
+    def uniforms(k, v_m, p_m):
+        if fused:
+            return (fast_uniform(k[0], v_m.shape, partitionable=False),
+                    fast_uniform(k[1], p_m.shape, partitionable=False))  # fmt: skip
+        nv = v_m.size
+        u = uniform24(k, (nv + p_m.size,))
+        return u[:nv].reshape(v_m.shape), u[nv:].reshape(p_m.shape)
 
     def body(c, k):
         v_m, h_m, p_m = c
-        nv, nb = v_m.size, p_m.size
-        u = uniform24(k, (nv + nb,))
-        u_v, u_h = u[:nv].reshape(v_m.shape), u[nv:].reshape(p_m.shape)
+        u_v, u_h = uniforms(k, v_m, p_m)
         pre = a[:, None, None, None] + _full_conv_m(h_m, W)
         v_m = visible_from_uniform(spec, pre, u_v)
-        logits = b[:, None, None, None] + _correlate_m(v_m, W)
+        logits = b[:, None, None, None] + correlate(v_m, W)
         h_m, p_m = _blocks_m(spec.pool, logits, u_h)
         return (v_m, h_m, p_m), None
 
-    (v_m, h_m, p_m), _ = jax.lax.scan(body, carry, jax.random.split(key, n_sweeps))
-    return ConvRBMState(_minor(v_m), _minor(h_m), _minor(p_m))
-
-
-def _gibbs_one_channel(key, spec, params, carry, n_sweeps):
-    """:func:`gibbs` without pooling on single-channel images: each detection unit's
-    ``Nw²`` taps are summed in one elementwise kernel with its uniform and its Bernoulli
-    draw (:func:`_correlate_taps`: with one channel the correlation has no channel sum for a
-    GEMM to exploit), so neither the ``Nw²`` windows nor the detection inputs are written to
-    memory.  The uniforms are :func:`egm.random_bits.fast_uniform`'s with the counter layout
-    fixed to the non-partitionable one: with the partitionable layout XLA:CPU fused the hash
-    into the taps kernel, which ran slower than hashing into a buffer first (1.1x instead of
-    1.6x the GEMM path, measured).  With pooling the block's units would each recompute the
-    taps, so pooling keeps the GEMM path.  On XLA:CPU (100 chains of 28x28 digits, 16 7x7
-    filters) about 1.6x the chain-sweeps/s of the GEMM path with
-    :func:`egm.random_bits.uniform24` block draws, in both threefry settings (measured,
-    BUILD_NOTES.md)."""
-    W, b, a = params
-
-    def body(c, k):
-        v_m, h_m, _ = c
-        pre = a[:, None, None, None] + _full_conv_m(h_m, W)
-        u_v = fast_uniform(k[0], v_m.shape, partitionable=False)
-        u_h = fast_uniform(k[1], h_m.shape, partitionable=False)
-        v_m = visible_from_uniform(spec, pre, u_v)
-        logits = b[:, None, None, None] + _correlate_taps(v_m, W)
-        h_m = blocks_from_uniform(u_h, logits[..., None])[1]
-        return (v_m, h_m, h_m), None
-
-    (v_m, h_m, p_m), _ = jax.lax.scan(body, carry, jax.random.split(key, (n_sweeps, 2)))
+    keys = jax.random.split(key, (n_sweeps, 2) if fused else n_sweeps)
+    (v_m, h_m, p_m), _ = jax.lax.scan(body, carry, keys)
     return ConvRBMState(_minor(v_m), _minor(h_m), _minor(p_m))
 
 
 def _correlate_taps(v: Float[Array, "C Nv Nv n"], W: Float[Array, "Nw Nw C K"]) -> Float[Array, "K Nh Nh n"]:  # fmt: skip
     """:func:`_correlate_m` as a sum of ``Nw² C`` shifted images scaled by each tap's filter
-    weights: one elementwise expression that XLA fuses into its consumer (for few channels;
-    the GEMM of :func:`_correlate_m` wins when the channel sum is long)."""
+    weights: one elementwise expression that XLA fuses into its consumer (:func:`gibbs` uses
+    it for one channel; the GEMM of :func:`_correlate_m` wins when there is a channel sum)."""
     nw, _, c, _ = W.shape
     nh = v.shape[1] - nw + 1
     taps = itertools.product(range(nw), range(nw), range(c))

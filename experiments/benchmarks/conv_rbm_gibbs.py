@@ -14,8 +14,9 @@ MNIST (28x28 images, 7x7 filters; here ``--filters`` of them), one chain-sweep b
 with ``pool = 1`` (the same model, in a chains-minor layout, one ``lax.scan``: on one
 channel without pooling, the visibles' full convolution as one GEMM over all chains, the
 detection units' 49 taps summed in one fused kernel with their Threefry uniforms and
-Bernoulli draws; :func:`egm.energies.conv_rbm._gibbs_one_channel`).  ``--torch_threads 1,2`` times learnergy at each thread count as its own
-interleaved contender and credits egm's ratio against the faster one (named in the line).  The dense reference runs the same sweeps with the
+Bernoulli draws; :func:`egm.energies.conv_rbm.gibbs`).  ``--torch_threads 1,2`` times
+learnergy at each thread count as its own interleaved contender and credits egm's ratio
+against the faster one (named in the line).  The dense reference runs the same sweeps with the
 (784 x 22·22·K) Toeplitz matrix of the filters (:func:`dense_equivalent`, two GEMMs per
 sweep).  A fourth line times egm with 2x2 probabilistic max pooling (``pool = 2``: both
 convolutions as GEMMs, 24-bit uniforms of XLA's Threefry bit generator; no peer has it).

@@ -169,7 +169,7 @@ def _exact_joint(spec, params, hs):
 def test_gibbs_matches_exact_joint(pool):
     """Block Gibbs (`gibbs`) on a 3x3 binary image, 2x2 filter, K = 1 (a 2x2 detection map):
     pooling 2x2 (one block, 5 states; the GEMM path) and no pooling (16 states; the fused
-    one-channel path of `_gibbs_one_channel`, with its own uniforms); 512 x 5 or 512 x 16
+    one-channel path of `gibbs`, `_correlate_taps` with its own uniforms); 512 x 5 or 512 x 16
     joint states.  M = 2^15 independent chains, T = 12 sweeps from v ~ uniform, one joint
     draw per chain.
 
